@@ -1,0 +1,61 @@
+# lenslib: two commands do all set-up on a fresh machine.
+#   make book   installs into .venv and builds the Jupyter Book (PROFILE=quick by default)
+#   make test   installs into .venv and runs the unit tests and the notebooks (smoke profile)
+#   make bench  runs the benchmarks under bench/ and prints their figures
+
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+PROFILE  ?= quick
+STAMP    := $(VENV)/.installed
+LIBSRC   := $(wildcard lenslib/*.py)
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+EXECDIR  := book/executed
+EXECUTED := $(patsubst notebooks/%.ipynb,$(EXECDIR)/%.ipynb,$(NOTEBOOKS))
+
+export LENSLIB_DATA_DIR    ?= $(CURDIR)/data
+export LENSLIB_RESULTS_DIR ?= $(CURDIR)/results
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYDEVD_DISABLE_FILE_VALIDATION = 1
+
+.PHONY: install book test lint bench clean clean-book
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[cpu,notebooks,book,test]"
+	touch $(STAMP)
+
+# --- the book -------------------------------------------------------------------------------
+# Notebooks are executed with papermill into book/executed/ and re-executed only when the
+# notebook, the library or the profile changed; jupyter-book then renders the stored outputs.
+$(EXECDIR)/.profile-$(PROFILE):
+	mkdir -p $(EXECDIR)
+	rm -f $(EXECDIR)/.profile-*
+	touch $@
+
+$(EXECDIR)/%.ipynb: notebooks/%.ipynb $(LIBSRC) $(STAMP) $(EXECDIR)/.profile-$(PROFILE)
+	$(BIN)/papermill --cwd notebooks -p profile $(PROFILE) --log-level WARNING $< $@.partial.ipynb
+	mv $@.partial.ipynb $@
+
+book: $(STAMP) $(EXECUTED)
+	$(BIN)/jupyter-book build --warningiserror --keep-going --quiet .
+	@echo "The book is in _build/html/index.html"
+
+# --- tests ----------------------------------------------------------------------------------
+lint: $(STAMP)
+	$(BIN)/ruff check lenslib tests bench
+
+test: $(STAMP) lint
+	LENSLIB_PROFILE=smoke $(BIN)/pytest tests notebooks --nbval-lax --nbval-current-env
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-book:
+	rm -rf _build $(EXECDIR)
+
+clean: clean-book
+	rm -rf $(VENV) .pytest_cache

@@ -75,9 +75,9 @@ METADATA_COLUMNS: dict[str, tuple[str, object, str]] = {
     "exposure_time": ("float32", u.s, "exposure time of this cutout"),
     "sky_brightness": ("float32", u.mag / u.arcsec**2, "sky surface brightness"),
     "has_artifact": ("bool", None, "cosmic-ray residuals or hot pixels were added"),
-    "rotation_deg": ("float32", u.deg, "augmentation: rotation"),
-    "zoom": ("float32", None, "augmentation: zoom factor"),
-    "shear_deg": ("float32", u.deg, "augmentation: shear angle"),
+    "rotation_deg": ("float64", u.deg, "augmentation: rotation"),
+    "zoom": ("float64", None, "augmentation: zoom factor"),
+    "shear_deg": ("float64", u.deg, "augmentation: shear angle"),
     "flip_h": ("bool", None, "augmentation: horizontal flip"),
     "flip_v": ("bool", None, "augmentation: vertical flip"),
 }

@@ -1,0 +1,168 @@
+"""Dataset assembly: counts, parents, determinism, caching and crash safety."""
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import astropy.units as u
+import h5py
+import numpy as np
+import pytest
+
+import lenslib.dataset as dsmod
+from lenslib.config import config_hash
+from lenslib.dataset import DatasetError, assemble, build_dataset, dataset_path, load_dataset, plan_parents
+
+
+def test_counts_labels_and_parents(smoke_dataset, smoke_config):
+    ds, cfg = smoke_dataset, smoke_config
+    assert ds.images.shape == (cfg.n_images, 100, 100) and ds.images.dtype == np.float32
+    assert int(ds.labels.sum()) == cfg.n_lenses and len(ds) == cfg.n_images
+    meta = ds.metadata
+    assert list(meta["index"]) == list(range(len(ds)))
+    np.testing.assert_array_equal(meta["parent_id"], ds.parent_ids)
+    np.testing.assert_array_equal(meta["label"], ds.labels)
+    # Each parent and its augmented children share an id, a label and a kind; one un-augmented row each.
+    for pid in np.unique(ds.parent_ids):
+        rows = meta[meta["parent_id"] == pid]
+        assert len(set(rows["label"])) == 1 and len(set(rows["kind"])) == 1
+        assert (~rows["is_augmented"]).sum() == 1
+        assert len(rows) <= cfg.augment_copies + 1
+    assert meta["theta_e"].unit == u.arcsec and meta["exposure_time"].unit == u.s
+
+
+def test_lenses_are_detectable_and_nonlenses_unlensed(smoke_dataset, smoke_config):
+    meta = smoke_dataset.metadata
+    lenses = meta[meta["label"] == 1]
+    assert (lenses["arc_snr"] >= smoke_config.min_arc_snr).all()
+    assert set(lenses["kind"]) <= {"galaxy_galaxy", "lensed_quasar"}
+    nonlenses = meta[meta["label"] == 0]
+    assert np.isnan(nonlenses["arc_snr"]).all() and np.isnan(nonlenses["theta_e"]).all()
+
+
+def test_children_are_augmented_copies_of_their_parent(smoke_dataset):
+    from lenslib.augment import apply_transform
+
+    meta, images = smoke_dataset.metadata, smoke_dataset.images
+    child = meta[meta["is_augmented"]][0]
+    parent = meta[(meta["parent_id"] == child["parent_id"]) & ~meta["is_augmented"]][0]
+    params = {k: child[k].item() for k in ("rotation_deg", "zoom", "shear_deg", "flip_h", "flip_v")}
+    np.testing.assert_array_equal(images[child["index"]], apply_transform(images[parent["index"]], params))
+
+
+def test_same_bytes_whatever_the_number_of_workers(smoke_config, smoke_dataset_path, tmp_path):
+    two = load_dataset(assemble(smoke_config, tmp_path / "two.h5", workers=2))
+    one = load_dataset(smoke_dataset_path)
+    assert one.images.tobytes() == two.images.tobytes()
+    np.testing.assert_array_equal(one.parent_ids, two.parent_ids)
+    for name in ("kind", "arc_snr", "rotation_deg"):
+        np.testing.assert_array_equal(one.metadata[name], two.metadata[name])
+
+
+def test_cache_is_reused_and_never_stale(smoke_config, tmp_path, monkeypatch):
+    path = build_dataset(smoke_config, tmp_path, workers=1)
+    assert path == dataset_path(smoke_config, tmp_path) and config_hash(smoke_config) in path.name
+    calls = []
+    monkeypatch.setattr(dsmod, "assemble", lambda *a, **k: calls.append(a))
+    assert build_dataset(smoke_config, tmp_path) == path and not calls  # loaded, not simulated
+    monkeypatch.undo()
+    changed = dataclasses.replace(smoke_config, seed=smoke_config.seed + 1)
+    other = build_dataset(changed, tmp_path, workers=1)
+    assert other != path
+    assert load_dataset(other).config == changed
+    assert not np.array_equal(load_dataset(other).images, load_dataset(path).images)
+    # A file sitting under a config's name but made by another config is refused, not reused.
+    shutil.copy(path, other)
+    with pytest.raises(DatasetError, match=f"made by config {config_hash(smoke_config)}"):
+        build_dataset(changed, tmp_path)
+
+
+def test_interrupted_assembly_leaves_no_file(smoke_config, tmp_path, monkeypatch):
+    real = dsmod.simulate_parent
+    calls = []
+
+    def dying(plan, config):
+        calls.append(plan)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(plan, config)
+
+    monkeypatch.setattr(dsmod, "simulate_parent", dying)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(smoke_config, tmp_path, workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_assembly_leaves_nothing_that_looks_complete(smoke_config, tmp_path):
+    big = dataclasses.replace(smoke_config, n_lenses=900, n_nonlenses=900)
+    script = textwrap.dedent(f"""
+        import dataclasses
+        from lenslib.config import get_profile
+        from lenslib.dataset import build_dataset
+        cfg = dataclasses.replace(get_profile("smoke").simulation, n_lenses=900, n_nonlenses=900)
+        build_dataset(cfg, {str(tmp_path)!r}, workers=1, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = dataset_path(big, tmp_path)
+    assert not final.exists()
+    partials = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert partials, "the writer should have been killed mid-file"
+    with pytest.raises(DatasetError, match=str(partials[0].name)):
+        load_dataset(partials[0])
+
+
+def test_truncated_foreign_and_missing_files_are_named(smoke_dataset_path, tmp_path):
+    truncated = tmp_path / "truncated.h5"
+    data = smoke_dataset_path.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="truncated.h5"):
+        load_dataset(truncated)
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["images"] = np.zeros((2, 4, 4))
+    with pytest.raises(DatasetError, match="foreign.h5 is not a lenslib dataset"):
+        load_dataset(foreign)
+    text = tmp_path / "notes.h5"
+    text.write_text("hello")
+    with pytest.raises(DatasetError, match="notes.h5 is not a readable HDF5 file"):
+        load_dataset(text)
+    with pytest.raises(DatasetError, match="not found.*missing.h5"):
+        load_dataset(tmp_path / "missing.h5")
+    incomplete = tmp_path / "incomplete.h5"
+    shutil.copy(smoke_dataset_path, incomplete)
+    with h5py.File(incomplete, "a") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(DatasetError, match="incomplete.h5 is incomplete"):
+        load_dataset(incomplete)
+
+
+def test_streaming_load_keeps_images_on_disk(smoke_dataset_path):
+    ds = load_dataset(smoke_dataset_path, in_memory=False)
+    try:
+        assert isinstance(ds.images, h5py.Dataset)
+        assert ds.images[3].shape == (100, 100)
+    finally:
+        ds.images.file.close()
+
+
+def test_plan_matches_the_thesis_mix_at_full_scale():
+    from lenslib.config import get_profile
+
+    cfg = get_profile("full").simulation
+    plans = plan_parents(cfg)
+    assert sum(1 + p.n_children for p in plans if p.label == 1) == 15000
+    assert sum(1 + p.n_children for p in plans if p.label == 0) == 13239
+    assert len({p.parent_id for p in plans}) == len(plans)
+    kinds = {p.kind for p in plans}
+    assert {"galaxy_galaxy", "lensed_quasar", "ring_galaxy", "companion", "empty_field"} <= kinds

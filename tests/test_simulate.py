@@ -1,0 +1,91 @@
+"""The simulated sky: lenses show their lensed light; non-lenses carry none."""
+
+import numpy as np
+import pytest
+
+from lenslib.config import LENS_KINDS, NONLENS_KINDS, SimulationConfig
+from lenslib.instrument import noise_variance
+from lenslib.simulate import COMPONENTS, simulate_scene
+
+CONFIG = SimulationConfig(n_lenses=10, n_nonlenses=10)
+SEEDS = range(6)
+
+
+def _snr(signal, record, config=CONFIG):
+    """Collett (2015) SNR recomputed from the noiseless components, independently of the simulator."""
+    variance = noise_variance(signal["total"], exposure_time=record["exposure_time"],
+                              sky_brightness=record["sky_brightness"], instrument=config.instrument)
+    part = signal["part"]
+    above = part > np.sqrt(variance)
+    return part[above].sum() / np.sqrt(variance[above].sum()) if above.any() else 0.0
+
+
+def _scene(kind, seed):
+    return simulate_scene(kind, np.random.default_rng(seed), CONFIG)
+
+
+@pytest.mark.parametrize("kind", LENS_KINDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_lens_shows_detectable_lensed_light(kind, seed):
+    scene = _scene(kind, seed)
+    rec, comp = scene.record, scene.components
+    total = sum(comp[c] for c in COMPONENTS)
+    assert rec["label"] == 1 and rec["kind"] == kind
+    assert comp["lensed"].sum() > 0
+    snr = _snr({"total": total, "part": comp["lensed"]}, rec)
+    assert snr >= CONFIG.min_arc_snr
+    assert snr == pytest.approx(rec["arc_snr"], rel=1e-6)
+    assert CONFIG.theta_e_range[0] <= rec["theta_e"] <= CONFIG.theta_e_range[1]
+    assert rec["n_source_images"] >= 2 and rec["magnification"] >= CONFIG.min_magnification
+    assert rec["image_config"] in ("ring", "quad", "double")
+
+
+@pytest.mark.parametrize("kind", NONLENS_KINDS)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_nonlens_carries_lensed_light(kind, seed):
+    scene = _scene(kind, seed)
+    assert scene.record["label"] == 0 and scene.record["kind"] == kind
+    assert not scene.components["lensed"].any()
+    assert np.isnan(scene.record.get("theta_e", np.nan))
+
+
+@pytest.mark.parametrize("kind", ["ring_galaxy", "companion", "tidal_features", "merger", "spiral"])
+def test_lookalike_features_are_as_visible_as_arcs(kind):
+    for seed in SEEDS:
+        scene = _scene(kind, seed)
+        comp = scene.components
+        assert comp["feature"].sum() > 0
+        total = sum(comp[c] for c in COMPONENTS)
+        assert _snr({"total": total, "part": comp["feature"]}, scene.record) >= CONFIG.min_arc_snr
+
+
+def test_every_cutout_sits_in_a_field():
+    counts = [_scene("elliptical", s).record["n_field_objects"] for s in range(20)]
+    counts += [_scene("galaxy_galaxy", s).record["n_field_objects"] for s in range(20)]
+    assert np.mean(counts) > 1.5  # field galaxies and stars around lenses and non-lenses alike
+    field = _scene("empty_field", 3).components["field"]
+    assert field.sum() > 0
+
+
+def test_images_are_float32_in_electrons_per_second():
+    scene = _scene("star", 1)
+    assert scene.image.dtype == np.float32
+    assert scene.image.shape == (CONFIG.image_size, CONFIG.image_size)
+    # The observed star's flux matches its noiseless model within the noise.
+    model = sum(scene.components[c] for c in COMPONENTS)
+    assert abs(scene.image.sum() - model.sum()) < 5 * np.sqrt(noise_variance(
+        model, exposure_time=scene.record["exposure_time"], sky_brightness=scene.record["sky_brightness"],
+        instrument=CONFIG.instrument).sum()) + 1e3 * scene.record["has_artifact"]
+
+
+def test_same_seed_same_bytes_other_seed_other_image():
+    a, b, c = _scene("galaxy_galaxy", 7), _scene("galaxy_galaxy", 7), _scene("galaxy_galaxy", 8)
+    assert a.image.tobytes() == b.image.tobytes()
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_bad_kind_and_rng_are_rejected():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        simulate_scene("black_hole", np.random.default_rng(0), CONFIG)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        simulate_scene("star", 42, CONFIG)

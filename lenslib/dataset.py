@@ -330,6 +330,7 @@ def load_dataset(path: str | os.PathLike, *, in_memory: bool = True) -> LensData
         _validate(f, path, None)
         config = config_from_dict(json.loads(f.attrs["config"]))
         metadata = Table.read(f, path="metadata")
+        metadata.convert_bytestring_to_unicode()  # HDF5 stores strings as bytes
         images = f["images"][...] if in_memory else f["images"]
         ds = LensDataset(path=path, config=config, config_hash=str(f.attrs["config_hash"]),
                          images=images, labels=f["labels"][...], parent_ids=f["parent_ids"][...],
@@ -340,6 +341,21 @@ def load_dataset(path: str | os.PathLike, *, in_memory: bool = True) -> LensData
     if in_memory:
         f.close()
     return ds
+
+
+def summarize(dataset: LensDataset) -> Table:
+    """Counts of simulated parents and of images (after augmentation) per class and kind."""
+    meta = dataset.metadata
+    rows = []
+    for label in (1, 0):
+        sub = meta[meta["label"] == label]
+        for kind in sorted(set(sub["kind"]), key=list(sub["kind"]).index):
+            part = sub[sub["kind"] == kind]
+            n_parents = int((~part["is_augmented"]).sum())
+            rows.append(("lens" if label else "non-lens", kind, n_parents, len(part)))
+    table = Table(rows=rows, names=("class", "kind", "parents", "images"))
+    table.add_row(("all", "", int((~meta["is_augmented"]).sum()), len(meta)))
+    return table
 
 
 def get_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = None, *,
@@ -353,5 +369,5 @@ def get_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = N
 __all__ = [
     "AUGMENT_FIELDS", "DatasetError", "LensDataset", "METADATA_COLUMNS", "ParentPlan", "assemble",
     "build_dataset", "dataset_path", "default_data_dir", "get_dataset", "load_dataset",
-    "plan_parents", "simulate_parent",
+    "plan_parents", "simulate_parent", "summarize",
 ]

@@ -368,7 +368,9 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     lensed_fine = np.zeros_like(grid.x)
     lensed_points = np.zeros((grid.n_native, grid.n_native))
     if kind == "galaxy_galaxy":
-        mag = rng.uniform(22.0, 26.5)
+        # Faint sources outnumber bright ones as in I-band counts (dN/dm ~ 10^(0.3 m)); the
+        # detectability cut below then keeps many lenses near the threshold, as real samples are.
+        mag = float(_draw_magnitudes_power_law(rng, 1, 21.5, 27.0, 0.3)[0])
         r_eff = rng.uniform(0.05, 0.35)
         n = rng.uniform(0.5, 2.0)
         q, phi = rng.uniform(0.3, 1.0), _uniform_angle(rng)
@@ -380,7 +382,7 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
             parts.append((f, sx + off[0], sy + off[1], rng.uniform(0.015, 0.05), 1.0, 1.0, 0.0))
         point_mag = np.nan
     else:  # lensed quasar: a point source in a host galaxy
-        point_mag = rng.uniform(19.5, 24.0)
+        point_mag = float(_draw_magnitudes_power_law(rng, 1, 19.0, 25.0, 0.3)[0])
         mag = point_mag + rng.uniform(0.3, 2.5)
         parts = [(1.0, sx, sy, rng.uniform(0.08, 0.4), rng.uniform(1.0, 4.0), rng.uniform(0.4, 1.0),
                   _uniform_angle(rng))]
@@ -551,7 +553,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
             a = rng.uniform(0, 2 * np.pi)
             ring += 3 * _gaussian_blob(grid, cx + feature_radius * np.cos(a),
                                        cy + feature_radius * np.sin(a), rng.uniform(0.02, 0.05))
-        ring_mag = rng.uniform(20.5, 25.0)
+        ring_mag = float(_draw_magnitudes_power_law(rng, 1, 20.5, 26.0, 0.3)[0])
         _add_template(feat, grid, float(magnitude_to_rate(ring_mag, zp)), ring)
         rec["feature_mag"] = ring_mag
     elif kind == "edge_on_disk":
@@ -583,7 +585,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
             tails += _curved_band(grid, cx, cy, rng.uniform(0.5, 1.8), rng.uniform(0.06, 0.2),
                                   angle=rng.uniform(0, 2 * np.pi), opening=rng.uniform(0.4, 1.2),
                                   radius_slope=rng.uniform(-0.4, 0.4))
-        tail_mag = float(min(mags) + rng.uniform(1.0, 3.5))
+        tail_mag = float(min(mags) + rng.uniform(1.5, 5.0))
         _add_template(feat, grid, float(magnitude_to_rate(tail_mag, zp)), tails)
         feature_radius = sep
         rec.update({"central_mag": float(-2.5 * np.log10(np.sum(10 ** (-0.4 * mags)))),
@@ -598,7 +600,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
             d = rng.uniform(0.4, 2.5)
             a = rng.uniform(0, 2 * np.pi)
             cx, cy = gal["cx"] + d * np.cos(a), gal["cy"] + d * np.sin(a)
-            m = rng.uniform(21.5, 25.5)
+            m = float(_draw_magnitudes_power_law(rng, 1, 21.0, 26.5, 0.3)[0])
             rate = float(magnitude_to_rate(m, zp))
             style = rng.choice(["knot", "star", "arclet"], p=[0.4, 0.2, 0.4])
             if style == "knot":
@@ -626,7 +628,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
                                    sharp_outer_edge=bool(rng.uniform() < 0.7),
                                    radius_slope=rng.choice([0.0, rng.uniform(-0.3, 0.3)]))
             feature_radius = radius
-        shell_mag = gal["mag"] + rng.uniform(1.5, 4.5)
+        shell_mag = gal["mag"] + rng.uniform(2.0, 6.0)
         _add_template(feat, grid, float(magnitude_to_rate(shell_mag, zp)), shells)
         rec["feature_mag"] = shell_mag
     elif kind == "star":

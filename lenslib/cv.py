@@ -1,0 +1,169 @@
+"""k-fold cross-validation that resumes where a killed run stopped, and the results table.
+
+Two split modes:
+
+- ``grouped`` (default): an image and all its augmented siblings stay in one fold
+  (scikit-learn's ``StratifiedGroupKFold`` on the parent id): honest out-of-sample scores.
+- ``thesis``: plain shuffled stratified folds over the augmented images, as the thesis did;
+  augmented copies of one image can then sit in both the training and the test folds.
+
+Within each training fold a validation part is set aside the same way (grouped or not), for
+early stopping and for choosing the F1 threshold, so the test fold never chooses anything.  A
+model enters as a ``fit_predict(fit_index, val_index, test_index, fold)`` callable returning its
+scores on the validation and on the test rows.  Each fold's scores are written atomically the
+moment it ends; a run started again reads the finished folds and trains only the rest, so it
+ends with the same table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from .files import atomic_output
+from .metrics import best_f1_threshold, fold_metrics
+
+SPLIT_MODES = ("grouped", "thesis")
+FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def make_folds(labels, groups, n_splits: int, *, mode: str = "grouped", seed: int = 0):
+    """``[(train_index, test_index), ...]`` for ``n_splits`` folds, stratified by label."""
+    if mode not in SPLIT_MODES:
+        raise ValueError(f"mode must be one of {SPLIT_MODES} (got {mode!r})")
+    if not (isinstance(n_splits, int) and n_splits >= 2):
+        raise ValueError(f"n_splits must be an integer >= 2 (got {n_splits!r})")
+    y = np.asarray(labels).astype(int)
+    groups = np.asarray(groups)
+    if y.shape != groups.shape:
+        raise ValueError(f"labels ({y.size}) and groups ({groups.size}) differ in length")
+    n_groups = len(np.unique(groups)) if mode == "grouped" else y.size
+    if n_groups < n_splits:
+        unit = "parents" if mode == "grouped" else "images"
+        raise ValueError(f"n_splits={n_splits} folds need at least as many {unit} (got {n_groups})")
+    if mode == "grouped":
+        split = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
+            np.zeros(y.size), y, groups)
+    else:
+        split = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(y.size), y)
+    folds = [(np.sort(tr), np.sort(te)) for tr, te in split]
+    for k, (_, test) in enumerate(folds):
+        if y[test].min() == y[test].max():
+            raise ValueError(f"fold {k} of {n_splits} ({mode}) holds only "
+                             f"{'lenses' if y[test][0] else 'non-lenses'}: use fewer folds or more data")
+    return folds
+
+
+def validation_split(train_index, labels, groups, *, mode: str = "grouped", fraction: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split training rows into (fit, validation) parts, about ``fraction`` for validation,
+    stratified and, in ``grouped`` mode, keeping each parent on one side."""
+    if not 0 < fraction < 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5) (got {fraction!r})")
+    train_index = np.asarray(train_index)
+    y = np.asarray(labels).astype(int)[train_index]
+    g = np.asarray(groups)[train_index]
+    n_splits = max(2, round(1 / fraction))
+    fit, val = make_folds(y, g, n_splits, mode=mode, seed=seed)[0]
+    return train_index[fit], train_index[val]
+
+
+@dataclass
+class CVResult:
+    """Out-of-fold scores and per-fold metrics of one model under one split mode."""
+
+    name: str
+    mode: str
+    folds: Table  # one row per fold: every metric of lenslib.metrics.fold_metrics
+    index: np.ndarray  # dataset rows, concatenated over test folds
+    labels: np.ndarray
+    scores: np.ndarray
+    fold_of: np.ndarray  # test fold of each of those rows
+
+    def summary(self) -> dict:
+        """Mean and standard deviation over folds of every metric."""
+        out = {"model": self.name, "split": self.mode, "folds": len(self.folds)}
+        for col in self.folds.colnames:
+            if col in ("fold", "threshold"):
+                continue
+            values = np.asarray(self.folds[col], dtype=float)
+            out[col] = float(np.nanmean(values))
+            out[col + "_std"] = float(np.nanstd(values))
+        return out
+
+
+def _plan_key(folds, run_key: str) -> str:
+    h = hashlib.sha256(run_key.encode())
+    for _, test in folds:
+        h.update(np.asarray(test, dtype=np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cross_validate(fit_predict: FitPredict, labels, groups, *, name: str, out_dir: str | os.PathLike,
+                   n_splits: int, mode: str = "grouped", seed: int = 0, run_key: str = "",
+                   val_fraction: float = 0.2, progress: Callable[[str], None] | None = print) -> CVResult:
+    """Run (or resume) k-fold cross-validation of ``fit_predict``.
+
+    ``run_key`` must identify everything that determines the scores besides the folds (dataset
+    hash, model, regime, training settings): fold files live in a directory named by it, so a
+    changed model or dataset never reuses stale folds.
+    """
+    y = np.asarray(labels).astype(int)
+    folds = make_folds(y, groups, n_splits, mode=mode, seed=seed)
+    directory = Path(out_dir) / f"{name}-{mode}-{_plan_key(folds, run_key)}"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "run.json").write_text(json.dumps(
+        {"name": name, "mode": mode, "n_splits": n_splits, "seed": seed, "run_key": run_key}, indent=1))
+    rows, index, scores, fold_of = [], [], [], []
+    for k, (train, test) in enumerate(folds):
+        path = directory / f"fold_{k}.npz"
+        if path.exists():
+            saved = np.load(path)
+            if not np.array_equal(saved["index"], test):
+                raise ValueError(f"{path} holds another fold's rows; delete {directory} to start over")
+            test_scores, threshold = saved["scores"], float(saved["threshold"])
+            if progress:
+                progress(f"{name} [{mode}] fold {k + 1}/{n_splits}: loaded from {path.name}")
+        else:
+            fit, val = validation_split(train, y, groups, mode=mode, fraction=val_fraction, seed=seed + k)
+            val_scores, test_scores = fit_predict(fit, val, test, k)
+            val_scores = _as_scores(val_scores, len(val), f"{name} fold {k} validation")
+            test_scores = _as_scores(test_scores, len(test), f"{name} fold {k} test")
+            threshold = best_f1_threshold(y[val], val_scores)
+            with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, index=test, scores=test_scores, threshold=threshold)
+            if progress:
+                progress(f"{name} [{mode}] fold {k + 1}/{n_splits}: trained and saved")
+        metrics = fold_metrics(y[test], test_scores, threshold=threshold)
+        rows.append({"fold": k, **metrics})
+        index.append(test)
+        scores.append(test_scores)
+        fold_of.append(np.full(len(test), k))
+    table = Table(rows=rows)
+    index = np.concatenate(index)
+    return CVResult(name=name, mode=mode, folds=table, index=index, labels=y[index],
+                    scores=np.concatenate(scores), fold_of=np.concatenate(fold_of))
+
+
+def _as_scores(values, n: int, where: str) -> np.ndarray:
+    s = np.asarray(values, dtype=float).ravel()
+    if s.size != n:
+        raise ValueError(f"{where}: expected {n} scores, got {s.size}")
+    if not np.isfinite(s).all():
+        raise ValueError(f"{where}: scores contain NaN or infinity")
+    return s
+
+
+def results_table(results: list[CVResult]) -> Table:
+    """One row per (model, split): mean and std over folds of every metric."""
+    if not results:
+        raise ValueError("results_table: no cross-validation results")
+    return Table(rows=[r.summary() for r in results])

@@ -1,0 +1,121 @@
+"""Cross-validation: leakage-free folds, and a killed run that resumes to the same table."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from lenslib.baselines import baseline_fit_predict, baseline_inputs
+from lenslib.cv import cross_validate, make_folds, results_table, validation_split
+
+
+def test_grouped_folds_keep_parents_together(smoke_dataset):
+    ds = smoke_dataset
+    folds = make_folds(ds.labels, ds.parent_ids, 2, mode="grouped", seed=0)
+    for train, test in folds:
+        assert not set(ds.parent_ids[train]) & set(ds.parent_ids[test])
+        fit, val = validation_split(train, ds.labels, ds.parent_ids, mode="grouped", seed=1)
+        assert not set(ds.parent_ids[fit]) & set(ds.parent_ids[val])
+        assert sorted(np.r_[fit, val]) == sorted(train)
+    covered = np.sort(np.concatenate([te for _, te in folds]))
+    np.testing.assert_array_equal(covered, np.arange(len(ds)))
+
+
+def test_thesis_folds_leak_augmented_siblings(smoke_dataset):
+    ds = smoke_dataset
+    folds = make_folds(ds.labels, ds.parent_ids, 2, mode="thesis", seed=0)
+    assert any(set(ds.parent_ids[tr]) & set(ds.parent_ids[te]) for tr, te in folds)
+
+
+def test_bad_fold_requests_are_explained():
+    y = np.array([0, 0, 0, 0, 1, 1])
+    with pytest.raises(ValueError, match="need at least as many parents"):
+        make_folds(y, [0, 0, 0, 1, 1, 1], 3)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        make_folds(y, np.arange(6), 2, mode="random")
+    with pytest.raises(ValueError, match=r"fold \d of 2 .* holds only"):
+        make_folds(np.array([0, 0, 0, 0, 0, 1]), np.arange(6), 2, mode="grouped")
+
+
+def _gmm(ds):
+    return baseline_fit_predict("gmm", baseline_inputs("gmm", ds.images), ds.labels)
+
+
+def test_resumed_run_equals_uninterrupted_run(smoke_dataset, tmp_path):
+    ds = smoke_dataset
+    kw = dict(name="gmm", n_splits=2, mode="grouped", seed=3, run_key="test", progress=None)
+    full = cross_validate(_gmm(ds), ds.labels, ds.parent_ids, out_dir=tmp_path / "a", **kw)
+
+    inner = _gmm(ds)
+    calls = []
+
+    def crashing(fit, val, test, fold):
+        calls.append(fold)
+        if fold == 1:
+            raise KeyboardInterrupt  # killed during the second fold
+        return inner(fit, val, test, fold)
+
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(crashing, ds.labels, ds.parent_ids, out_dir=tmp_path / "b", **kw)
+    resumed_calls = []
+
+    def counting(fit, val, test, fold):
+        resumed_calls.append(fold)
+        return inner(fit, val, test, fold)
+
+    resumed = cross_validate(counting, ds.labels, ds.parent_ids, out_dir=tmp_path / "b", **kw)
+    assert resumed_calls == [1]  # fold 0 was read from disk
+    assert resumed.folds.as_array().tobytes() == full.folds.as_array().tobytes()
+    np.testing.assert_array_equal(resumed.scores, full.scores)
+
+
+def test_killed_process_resumes_to_the_same_table(smoke_dataset_path, tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from lenslib.baselines import baseline_fit_predict, baseline_inputs
+        from lenslib.cv import cross_validate
+        from lenslib.dataset import load_dataset
+        ds = load_dataset({str(smoke_dataset_path)!r})
+        inner = baseline_fit_predict("gmm", baseline_inputs("gmm", ds.images), ds.labels)
+        def slow(fit, val, test, fold):
+            if fold > 0:
+                time.sleep(60)
+            return inner(fit, val, test, fold)
+        cross_validate(slow, ds.labels, ds.parent_ids, name="gmm", out_dir={str(tmp_path / "b")!r},
+                       n_splits=2, seed=3, run_key="test", progress=None)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "b").glob("*/fold_0.npz")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((tmp_path / "b").glob("*/fold_0.npz")) and not list((tmp_path / "b").glob("*/fold_1.npz"))
+
+    from lenslib.dataset import load_dataset
+
+    ds = load_dataset(smoke_dataset_path)
+    kw = dict(name="gmm", n_splits=2, seed=3, run_key="test", progress=None)
+    resumed = cross_validate(_gmm(ds), ds.labels, ds.parent_ids, out_dir=tmp_path / "b", **kw)
+    full = cross_validate(_gmm(ds), ds.labels, ds.parent_ids, out_dir=tmp_path / "a", **kw)
+    assert results_table([resumed]).as_array().tobytes() == results_table([full]).as_array().tobytes()
+
+
+def test_a_changed_run_key_never_reuses_folds(smoke_dataset, tmp_path):
+    ds = smoke_dataset
+    kw = dict(name="gmm", n_splits=2, seed=3, progress=None, out_dir=tmp_path)
+    cross_validate(_gmm(ds), ds.labels, ds.parent_ids, run_key="dataset-A", **kw)
+    calls = []
+    inner = _gmm(ds)
+
+    def counting(*args):
+        calls.append(args[-1])
+        return inner(*args)
+
+    cross_validate(counting, ds.labels, ds.parent_ids, run_key="dataset-B", **kw)
+    assert calls == [0, 1]

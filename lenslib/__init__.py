@@ -20,6 +20,8 @@ _LAZY = {
     "simulate_scene": ("lenslib.simulate", "simulate_scene"),
     "get_dataset": ("lenslib.dataset", "get_dataset"),
     "load_dataset": ("lenslib.dataset", "load_dataset"),
+    "load_model": ("lenslib.models", "load_model"),
+    "predict": ("lenslib.models", "predict"),
 }
 
 

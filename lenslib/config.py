@@ -42,6 +42,13 @@ NONLENS_KINDS = (
 
 PROFILE_NAMES = ("smoke", "quick", "full")
 
+#: Optimizers of the thesis's chapter 4.2, by the names :func:`lenslib.models.make_optimizer` takes.
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam", "nadam")
+
+#: How a transfer model's input adapter brings a cutout to its backbone (see :mod:`lenslib.models`):
+#: a fixed bilinear resize, or learned transposed convolutions (the thesis's "deconvolutional layers").
+ADAPTER_NAMES = ("resize", "deconv")
+
 
 def _fail(owner: str, name: str, allowed: str, value) -> None:
     raise ValueError(f"{owner}.{name} must be {allowed} (got {value!r})")
@@ -220,27 +227,78 @@ class SimulationConfig:
 
 
 @dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained (:func:`lenslib.train.fit`) and how transfer models see a cutout.
+
+    ``upsample`` is the input adapter's integer scale: a 100x100 cutout reaches the backbone as
+    ``100 * upsample`` pixels a side (3 gives 300, close to the 299-331 pixels Xception,
+    Inception and NASNet were trained on; 1 keeps 100, which every backbone but Xception (71) and
+    Inception (75) accepts directly and which is what 2 CPU cores can afford).
+    ``validation_fraction`` of the training rows, whole parent groups at a time, is held out
+    for early stopping on the validation loss with ``patience`` epochs.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    patience: int = 5
+    validation_fraction: float = 0.15
+    adapter: str = "resize"
+    upsample: int = 3
+    dropout: float = 0.5
+    head_units: int = 256
+    balance_classes: bool = True
+    seed: int = 2018
+
+    def __post_init__(self):
+        o = "TrainingConfig"
+        _check_range(o, "epochs", self.epochs, 1, 10_000, integer=True)
+        _check_range(o, "batch_size", self.batch_size, 1, 65_536, integer=True)
+        _check_range(o, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        if self.optimizer not in OPTIMIZER_NAMES:
+            _fail(o, "optimizer", f"one of {OPTIMIZER_NAMES}", self.optimizer)
+        _check_range(o, "patience", self.patience, 0, 10_000, integer=True)
+        _check_range(o, "validation_fraction", self.validation_fraction, 0.0, 0.5, low_open=True)
+        if self.adapter not in ADAPTER_NAMES:
+            _fail(o, "adapter", f"one of {ADAPTER_NAMES}", self.adapter)
+        _check_range(o, "upsample", self.upsample, 1, 8, integer=True)
+        _check_range(o, "dropout", self.dropout, 0.0, 0.95)
+        _check_range(o, "head_units", self.head_units, 1, 65_536, integer=True)
+        if not isinstance(self.balance_classes, bool):
+            _fail(o, "balance_classes", "True or False", self.balance_classes)
+        _check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named size for every step of the pipeline; logic is the same in all of them."""
 
     name: str
     simulation: SimulationConfig
     cv_folds: int = 7
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self):
         if self.name not in PROFILE_NAMES:
             _fail("Profile", "name", f"one of {PROFILE_NAMES}", self.name)
         _check_range("Profile", "cv_folds", self.cv_folds, 2, 50, integer=True)
+        if not isinstance(self.training, TrainingConfig):
+            _fail("Profile", "training", "a TrainingConfig", self.training)
 
 
 def _profiles() -> dict[str, Profile]:
     return {
         # CI: seconds per notebook.
-        "smoke": Profile("smoke", SimulationConfig(n_lenses=60, n_nonlenses=54), cv_folds=2),
-        # The default book build on 2 CPU cores.
-        "quick": Profile("quick", SimulationConfig(n_lenses=1500, n_nonlenses=1323), cv_folds=3),
-        # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds.
-        "full": Profile("full", SimulationConfig(), cv_folds=7),
+        "smoke": Profile("smoke", SimulationConfig(n_lenses=60, n_nonlenses=54), cv_folds=2,
+                         training=TrainingConfig(epochs=2, batch_size=16, patience=1, upsample=1,
+                                                 validation_fraction=0.25)),
+        # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
+        "quick": Profile("quick", SimulationConfig(n_lenses=1500, n_nonlenses=1323), cv_folds=3,
+                         training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1)),
+        # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
+        "full": Profile("full", SimulationConfig(), cv_folds=7,
+                        training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),
     }
 
 

@@ -1,0 +1,360 @@
+"""Training: a streamed ``tf.data`` pipeline from the HDF5 dataset, early stopping, checkpoints,
+and the frozen fast path.
+
+:func:`fit` trains a model from :func:`lenslib.models.build_model` on rows of a
+:class:`~lenslib.dataset.LensDataset` (or its file).  Rows are read from the file batch by batch
+(never all in memory when the dataset is opened with ``in_memory=False`` or given as a path),
+normalised with :func:`lenslib.preprocess.normalize`, shuffled per epoch with a seeded generator,
+weighted to balance the classes, and prefetched.  A validation split of whole parent groups
+(an image and its augmented copies never straddle it) drives early stopping on the validation
+loss; the best epoch's weights are restored and written atomically to ``checkpoint``.
+
+**Frozen fast path.**  A transfer model in the ``frozen`` regime with the fixed ``resize``
+adapter computes exactly the same backbone features for an image in every epoch.  The fast path
+computes them once per image, caches them on disk (keyed by the dataset's hash, the model's
+name and a digest of the feature extractor's architecture and weights) and trains only the head
+on them, with the same batches, class weights and dropout seeds as end-to-end training; the
+head it trains is the model's own, so the returned model is complete.  The same code runs on a
+GPU when TensorFlow sees one and on the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import TrainingConfig, get_profile
+from .files import atomic_output
+from .models import build_model, make_optimizer, save_model
+from .preprocess import normalize
+
+FEATURES_FORMAT = "lenslib-features"
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (best epoch restored) and its record."""
+
+    model: object
+    history: dict[str, list[float]]
+    best_epoch: int  # 0-based
+    best_val_loss: float
+    fast_path: bool
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    checkpoint: Path | None
+    seconds: float
+    device: str
+    features_path: Path | None = None
+    config: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# --- splitting and weighting --------------------------------------------------------------------
+
+def validation_split(labels, groups, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split row positions into (train, validation): about ``fraction`` of them, whole groups at a
+    time (``groups`` = parent ids), both classes in both parts (scikit-learn's
+    ``StratifiedGroupKFold``, first fold)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if not 0.0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5] (got {fraction!r})")
+    n_groups = len(np.unique(groups))
+    n_splits = min(max(2, round(1.0 / fraction)), n_groups)
+    if n_splits < 2 or len(np.unique(labels)) < 2:
+        raise ValueError(f"cannot hold out a validation split from {len(labels)} rows in {n_groups} "
+                         f"group(s) with classes {sorted(set(labels.tolist()))}: need >= 2 groups "
+                         "and both classes")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return train, val
+
+
+def class_weights(labels) -> dict[int, float]:
+    """Balanced class weights ``n / (2 n_c)``, so both classes weigh the same in the loss."""
+    labels = np.asarray(labels)
+    n = len(labels)
+    counts = {c: int((labels == c).sum()) for c in (0, 1)}
+    if min(counts.values()) == 0:
+        raise ValueError(f"both classes are needed to weight them (counts {counts})")
+    return {c: n / (2.0 * k) for c, k in counts.items()}
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+class _Batches:
+    """Callable generator of ``(x, y, w)`` batches over ``rows`` of ``source``; each call is one
+    epoch, shuffled by ``SeedSequence([seed, epoch])`` so that two pipelines with the same rows
+    and seed (images or cached features) visit the same batches in the same order."""
+
+    def __init__(self, source, rows, labels, weights, batch_size, *, shuffle, seed, transform):
+        self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
+        self.labels, self.weights = labels, weights
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.transform = transform
+        self.epoch = 0
+
+    def __call__(self):
+        rows = self.rows
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+            rows = rows[rng.permutation(len(rows))]
+        self.epoch += 1
+        for start in range(0, len(rows), self.batch_size):
+            batch = rows[start:start + self.batch_size]
+            order = np.argsort(batch)  # h5py reads increasing indices
+            data = np.empty((len(batch), *self.source.shape[1:]), dtype=np.float32)
+            data[order] = self.source[batch[order]]
+            y = self.labels[batch].astype(np.int32)
+            yield self.transform(data), y, self.weights[y].astype(np.float32)
+
+
+def _image_transform(batch):
+    return normalize(batch)[..., None]
+
+
+def make_pipeline(source, rows, labels, *, batch_size: int, shuffle: bool, seed: int = 0,
+                  class_weight: dict[int, float] | None = None, features: bool = False):
+    """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches over ``rows`` of ``source``.
+
+    ``source`` is the dataset's images (array or ``h5py.Dataset``, e-/s; normalised here) or,
+    with ``features=True``, an array of cached backbone features.  Batches are read lazily, so
+    an ``h5py.Dataset`` is streamed from the file; the next batches are prefetched.
+    """
+    import tensorflow as tf
+
+    labels = np.asarray(labels)
+    weights = np.ones(2, dtype=np.float32)
+    if class_weight is not None:
+        weights = np.array([class_weight[0], class_weight[1]], dtype=np.float32)
+    transform = (lambda b: b) if features else _image_transform
+    x_shape = (None, *source.shape[1:]) if features else (None, *source.shape[1:], 1)
+    gen = _Batches(source, rows, labels, weights, batch_size, shuffle=shuffle, seed=seed,
+                   transform=transform)
+    signature = (tf.TensorSpec(x_shape, tf.float32), tf.TensorSpec((None,), tf.int32),
+                 tf.TensorSpec((None,), tf.float32))
+    n_batches = -(-len(gen.rows) // batch_size)
+    ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
+
+
+# --- the frozen fast path -----------------------------------------------------------------------
+
+def feature_extractor(model):
+    """The part of ``model`` before its ``head`` if nothing in it trains (a ``frozen`` transfer
+    model with the ``resize`` adapter), else None.  Its output is what the head sees."""
+    import keras
+
+    try:
+        head = model.get_layer("head")
+    except ValueError:
+        return None
+    # The head's input in *this* graph (``head.input`` is the nested model's own Input): the
+    # tensors of its first call, through the base-class property that Functional overrides.
+    features = keras.Operation.input.fget(head)
+    extractor = keras.Model(model.inputs, features, name=f"{model.name}_features")
+    if extractor.trainable_weights:
+        return None
+    return extractor
+
+
+def _weights_digest(extractor) -> str:
+    """A digest of the extractor's architecture and every weight: the 'weights identity'."""
+    h = hashlib.sha256()
+    h.update(json.dumps(extractor.get_config(), sort_keys=True, default=str).encode())
+    for w in extractor.weights:
+        h.update(w.path.encode())
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def cached_features(extractor, dataset, cache_dir: str | os.PathLike, *, model_name: str,
+                    batch_size: int = 64, verbose: int = 0) -> tuple[np.ndarray, Path]:
+    """Backbone features of every image of ``dataset``, computed once and cached on disk.
+
+    The file ``<cache_dir>/features-<model>-<dataset hash>-<weights digest>.h5`` holds a float32
+    ``(N, F)`` array; it is written atomically and reused whenever the dataset, the model and
+    its weights are the same.  Returns the features (in memory) and the file's path.
+    """
+    import h5py
+
+    digest = _weights_digest(extractor)
+    path = Path(cache_dir) / f"features-{model_name}-{dataset.config_hash}-{digest}.h5"
+    n = len(dataset)
+    if path.exists():
+        with h5py.File(path, "r") as f:
+            ok = (f.attrs.get("format") == FEATURES_FORMAT and f.attrs.get("complete", False)
+                  and f["features"].shape[0] == n)
+            if ok:
+                return f["features"][...], path
+    images = make_pipeline(dataset.images, np.arange(n), dataset.labels, batch_size=batch_size,
+                           shuffle=False)
+    features = extractor.predict(images, verbose=verbose).astype(np.float32)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("features", data=features)
+        f.attrs.update(format=FEATURES_FORMAT, model=model_name, dataset_hash=dataset.config_hash,
+                       weights_digest=digest, complete=True)
+    return features, path
+
+
+# --- fitting ------------------------------------------------------------------------------------
+
+def _callbacks_class():
+    import keras
+
+    class BestEpoch(keras.callbacks.Callback):
+        """Tracks the lowest validation loss, keeps those weights, restores them at the end and
+        writes ``save`` (the full model, which may contain the model being trained) to
+        ``checkpoint``: at each improvement, or once at the end when ``save_each=False``."""
+
+        def __init__(self, save, checkpoint, save_each):
+            super().__init__()
+            self.save, self.checkpoint, self.save_each = save, checkpoint, save_each
+            self.best, self.best_epoch, self.best_weights = np.inf, -1, None
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss", np.inf)
+            if np.isfinite(loss) and loss < self.best:
+                self.best, self.best_epoch = float(loss), epoch
+                self.best_weights = self.model.get_weights()
+                if self.checkpoint is not None and self.save_each:
+                    save_model(self.save, self.checkpoint)
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.checkpoint is not None and (not self.save_each or self.best_weights is None):
+                save_model(self.save, self.checkpoint)
+
+    return BestEpoch
+
+
+def _open(dataset):
+    from .dataset import LensDataset, load_dataset
+
+    if isinstance(dataset, LensDataset):
+        return dataset, False
+    if isinstance(dataset, (str, os.PathLike)):
+        return load_dataset(dataset, in_memory=False), True
+    raise TypeError(f"dataset must be a LensDataset or the path of a dataset file (got {type(dataset)})")
+
+
+def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None,
+        checkpoint: str | os.PathLike | None = None, fast_path="auto",
+        cache_dir: str | os.PathLike | None = None, verbose: int = 0) -> FitResult:
+    """Train ``model`` on ``dataset`` and return it with the best epoch's weights.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`lenslib.models.build_model` (compiled here with ``config``'s optimizer).
+    dataset : LensDataset or path
+        A dataset from :mod:`lenslib.dataset`; a path is opened for streaming.
+    config : TrainingConfig, optional
+        Epochs, batch size, optimizer, learning rate, patience, validation fraction, class
+        balancing and seed.  Default: the training config of the current profile.
+    indices : array of int, optional
+        Rows to train on (e.g. a cross-validation fold's training rows); default all rows.  A
+        ``config.validation_fraction`` of them, whole parent groups at a time, is held out for
+        early stopping.
+    checkpoint : path, optional
+        A ``.keras`` file for the best model (written atomically).
+    fast_path : 'auto', True or False
+        Train a frozen transfer model's head on cached backbone features (see the module
+        docstring).  ``auto`` uses it whenever the model allows; True requires it.
+    cache_dir : path, optional
+        Where the fast path caches features; default ``features/`` beside the dataset file.
+    verbose : int
+        Keras's progress output (0: silent).
+    """
+    import keras
+    import tensorflow as tf
+
+    config = get_profile().training if config is None else config
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"config must be a TrainingConfig (got {type(config).__name__})")
+    if fast_path not in ("auto", True, False):
+        raise ValueError(f"fast_path must be 'auto', True or False (got {fast_path!r})")
+    if checkpoint is not None and Path(checkpoint).suffix != ".keras":
+        raise ValueError(f"checkpoint must be a .keras file (got {checkpoint})")
+    data, opened = _open(dataset)
+    try:
+        size = tuple(model.input_shape[1:3])
+        if tuple(data.images.shape[1:]) != size:
+            raise ValueError(f"the dataset's images are {data.images.shape[1]}x{data.images.shape[2]} "
+                             f"but the model takes {size[0]}x{size[1]}")
+        rows = np.arange(len(data)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= len(data):
+            raise ValueError(f"indices must be a non-empty 1-d array of rows in [0, {len(data)})")
+        train_pos, val_pos = validation_split(data.labels[rows], data.parent_ids[rows],
+                                              config.validation_fraction, seed=config.seed)
+        train_rows, val_rows = np.sort(rows[train_pos]), np.sort(rows[val_pos])
+        weights = class_weights(data.labels[train_rows]) if config.balance_classes else None
+
+        extractor = feature_extractor(model) if fast_path is not False else None
+        if fast_path is True and extractor is None:
+            raise ValueError(f"the fast path needs a frozen transfer model with the 'resize' adapter; "
+                             f"{model.name} has trainable layers before its head (or no head)")
+        keras.utils.set_random_seed(config.seed)
+        start = time.perf_counter()
+        features_path = None
+        if extractor is not None:
+            cache = Path(cache_dir) if cache_dir is not None else data.path.parent / "features"
+            source, features_path = cached_features(extractor, data, cache, model_name=model.name,
+                                                    batch_size=config.batch_size, verbose=verbose)
+            trained = model.get_layer("head")
+        else:
+            source, trained = data.images, model
+        is_features = extractor is not None
+        common = dict(batch_size=config.batch_size, seed=config.seed, class_weight=weights,
+                      features=is_features)
+        train_ds = make_pipeline(source, train_rows, data.labels, shuffle=True, **common)
+        val_ds = make_pipeline(source, val_rows, data.labels, shuffle=False, **common)
+
+        trained.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),
+                        loss="sparse_categorical_crossentropy", weighted_metrics=["accuracy"])
+        best = _callbacks_class()(model, None if checkpoint is None else Path(checkpoint),
+                                  save_each=not is_features)
+        stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
+        hist = trained.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                           callbacks=[best, stop], shuffle=False, verbose=verbose)
+        seconds = time.perf_counter() - start
+    finally:
+        if opened:
+            data.images.file.close()
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    return FitResult(model=model, history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+                     best_epoch=best.best_epoch, best_val_loss=best.best, fast_path=is_features,
+                     train_indices=train_rows, val_indices=val_rows,
+                     checkpoint=None if checkpoint is None else Path(checkpoint), seconds=seconds,
+                     device=device, features_path=features_path, config=config)
+
+
+def train(name: str, dataset, *, config: TrainingConfig | None = None, regime: str | None = None,
+          weights="auto", indices=None, checkpoint=None, fast_path="auto", cache_dir=None,
+          verbose: int = 0) -> FitResult:
+    """Build ``name`` with ``config``'s adapter, upsampling, head and seed
+    (:func:`lenslib.models.build_model`) and :func:`fit` it."""
+    config = get_profile().training if config is None else config
+    data, opened = _open(dataset)
+    try:
+        size = data.images.shape[1]
+        model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
+                            adapter=config.adapter, upsample=config.upsample, dropout=config.dropout,
+                            head_units=config.head_units, seed=config.seed)
+        return fit(model, data, config=config, indices=indices, checkpoint=checkpoint,
+                   fast_path=fast_path, cache_dir=cache_dir, verbose=verbose)
+    finally:
+        if opened:
+            data.images.file.close()
+
+
+__all__ = ["FitResult", "cached_features", "class_weights", "feature_extractor", "fit", "make_pipeline",
+           "train", "validation_split"]

@@ -172,9 +172,9 @@ def _simulate_chunk(args):
     return [simulate_parent(p, config) for p in plans]
 
 
-def _metadata_table(records: list[dict]) -> Table:
+def _metadata_table(records: list[dict], extra_columns: dict | None = None) -> Table:
     columns = {}
-    for name, (dtype, unit, description) in METADATA_COLUMNS.items():
+    for name, (dtype, unit, description) in {**METADATA_COLUMNS, **(extra_columns or {})}.items():
         if dtype.startswith("U"):
             fill = ""
         elif dtype.startswith("float"):
@@ -227,14 +227,34 @@ def assemble(config: SimulationConfig, path: str | os.PathLike, *, workers: int 
                 bar.update(len(family))
         bar.close()
         records.sort(key=lambda r: r["index"])
-        f.create_dataset("labels", data=labels)
-        f.create_dataset("parent_ids", data=parent_ids)
-        _metadata_table(records).write(f, path="metadata", serialize_meta=True)
-        f.attrs["format"] = FILE_FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["config"] = json.dumps(config_to_dict(config), sort_keys=True)
-        f.attrs["config_hash"] = config_hash(config)
-        f.attrs["complete"] = True
+        _finish_file(f, labels, parent_ids, records, config)
+    return Path(path)
+
+
+def _finish_file(f: h5py.File, labels, parent_ids, records, config, extra_columns=None) -> None:
+    """Write everything but the images, and mark the file complete (last)."""
+    f.create_dataset("labels", data=np.asarray(labels, dtype="int8"))
+    f.create_dataset("parent_ids", data=np.asarray(parent_ids, dtype="int64"))
+    _metadata_table(records, extra_columns).write(f, path="metadata", serialize_meta=True)
+    f.attrs["format"] = FILE_FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["config"] = json.dumps(config_to_dict(config), sort_keys=True)
+    f.attrs["config_hash"] = config_hash(config)
+    f.attrs["complete"] = True
+
+
+def write_dataset(path: str | os.PathLike, images, labels, parent_ids, records: list[dict],
+                  config: SimulationConfig, *, extra_columns: dict | None = None) -> Path:
+    """Write an in-memory set of images in the dataset layout (atomically).
+
+    ``extra_columns`` adds metadata columns beyond :data:`METADATA_COLUMNS`, as
+    ``{name: (dtype, unit, description)}``.
+    """
+    images = np.asarray(images, dtype=np.float32)
+    records = [dict(r, index=i) for i, r in enumerate(records)]
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("images", data=images)
+        _finish_file(f, labels, parent_ids, records, config, extra_columns)
     return Path(path)
 
 
@@ -369,5 +389,5 @@ def get_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = N
 __all__ = [
     "AUGMENT_FIELDS", "DatasetError", "LensDataset", "METADATA_COLUMNS", "ParentPlan", "assemble",
     "build_dataset", "dataset_path", "default_data_dir", "get_dataset", "load_dataset",
-    "plan_parents", "simulate_parent", "summarize",
+    "plan_parents", "simulate_parent", "summarize", "write_dataset",
 ]

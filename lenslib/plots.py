@@ -81,3 +81,56 @@ def plot_distributions(metadata, columns, *, labels=None, bins: int = 30, log: t
         ax.set_ylabel("images")
     fig.tight_layout()
     return fig
+
+
+def plot_lens_geometry(ax=None):
+    """The thin-lens geometry (cf. Figure 2-1 A): observer, lens and source planes, the true
+    source position beta, the image position theta and the deflection angle alpha."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3))
+    d_l, d_s, beta_y, theta_y = 5.0, 9.0, 0.5, 1.15
+    ax.plot([0, d_s + 0.5], [0, 0], color="0.6", lw=0.8, ls=":")
+    for x, label in ((d_l, "lens plane"), (d_s, "source plane")):
+        ax.plot([x, x], [-2.2, 2.2], color="0.4", lw=1)
+        ax.text(x, -2.5, label, ha="center", va="top")
+    ax.plot(0, 0, "ko")
+    ax.text(-0.1, -0.35, "observer", ha="center", va="top")
+    ax.plot(d_l, 0, "o", color="tab:orange", ms=14)
+    ax.text(d_l + 0.15, 0.2, "lens", color="tab:orange")
+    ax.plot(d_s, beta_y, "*", color="tab:blue", ms=14)
+    ax.text(d_s + 0.15, beta_y, "source", color="tab:blue", va="center")
+    # The light path: source -> lens plane at theta -> observer; extended back to the apparent image.
+    ax.plot([d_s, d_l, 0], [beta_y, theta_y, 0], color="tab:red")
+    apparent = theta_y * d_s / d_l
+    ax.plot([d_l, d_s], [theta_y, apparent], color="tab:red", ls="--", lw=0.8)
+    ax.plot(d_s, apparent, "*", color="tab:red", ms=10, alpha=0.6)
+    ax.text(d_s + 0.15, apparent, "image", color="tab:red", va="center")
+    ax.annotate("", xy=(1.6, 0.0), xytext=(1.6, theta_y * 1.6 / d_l),
+                arrowprops={"arrowstyle": "<->", "color": "0.2"})
+    ax.text(1.7, 0.2, r"$\theta$")
+    ax.text(d_l + 0.5, theta_y + 0.2, r"$\alpha$: deflection", color="tab:red")
+    ax.text(d_s - 0.35, beta_y / 2, r"$\beta$")
+    ax.text(0.3, 1.9, r"lens equation: $\beta = \theta - \alpha(\theta)$", fontsize=11)
+    ax.set_xlim(-0.8, d_s + 1.8)
+    ax.set_ylim(-3.0, 2.6)
+    ax.axis("off")
+    return ax
+
+
+def plot_critical_curves(critical, caustics, *, sources=(), labels=(), axes=None):
+    """Critical curves (image plane) beside caustics (source plane), with source positions."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    for x, y in critical:
+        axes[0].plot(x, y, color="tab:red", lw=1)
+    for x, y in caustics:
+        axes[1].plot(x, y, color="tab:blue", lw=1)
+    for (sx, sy), label in zip(sources, labels):
+        axes[1].plot(sx, sy, "*", ms=9)
+        axes[1].annotate(label, (sx, sy), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    for ax, title in zip(axes, ("image plane: critical curves", "source plane: caustics")):
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("x [arcsec]")
+    axes[0].set_ylabel("y [arcsec]")
+    return axes

@@ -356,6 +356,34 @@ def _simulate_lens(kind: str, rng: np.random.Generator, config: SimulationConfig
                        f"check theta_e_range and min_arc_snr")
 
 
+def _render_source(grid, ins, lens_kwargs, beta_x, beta_y, mag, parts, point=None):
+    """Lensed light of a source made of Sersic ``parts`` (flux fraction, x, y, R_e, n, q, phi)
+    of total magnitude ``mag``, plus an optional lensed point source ``(magnitude, x_images,
+    y_images, flux_factors)``.  Returns the supersampled map, the point map, and the lensed and
+    unlensed total rates (e-/s)."""
+    lensed_fine = np.zeros_like(grid.x)
+    lensed_points = np.zeros((grid.n_native, grid.n_native))
+    rate = float(magnitude_to_rate(mag, ins.zero_point_ab))
+    unlensed_total = rate
+    for frac, cx, cy, re, nn, qq, pp in parts:
+        kw = _sersic_kwargs(cx, cy, re, nn, qq, pp)
+        kw["amp"] = rate * frac / _SERSIC.total_flux([kw])[0]
+        near = np.hypot(beta_x - cx, beta_y - cy) < max(10 * re, 0.3)
+        if near.any():
+            values = _SERSIC.surface_brightness(beta_x[near], beta_y[near], [kw])
+            lensed_fine[near] += values * grid.subpixel_area
+    lensed_total = float(lensed_fine.sum())
+    if point is not None:
+        point_mag, x_img, y_img, factors = point
+        point_rate = float(magnitude_to_rate(point_mag, ins.zero_point_ab))
+        mags = np.abs(_LENS_MODEL.magnification(x_img, y_img, lens_kwargs)) * factors
+        for xi, yi, mu in zip(x_img, y_img, mags):
+            grid.add_point(lensed_points, xi, yi, point_rate * mu)
+        unlensed_total += point_rate
+        lensed_total += point_rate * float(mags.sum())
+    return lensed_fine, lensed_points, lensed_total, unlensed_total
+
+
 def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_total, beta_x, beta_y):
     ins, grid = config.instrument, obs.grid
     # Source centre uniform over a disc that covers the caustics; keep it only if multiply imaged.
@@ -365,8 +393,6 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     x_img, y_img = _SOLVER.image_position_from_source(sx, sy, lens_kwargs, solver="analytical")
     if len(x_img) < 2:
         return None
-    lensed_fine = np.zeros_like(grid.x)
-    lensed_points = np.zeros((grid.n_native, grid.n_native))
     if kind == "galaxy_galaxy":
         # Faint sources outnumber bright ones as in I-band counts (dN/dm ~ 10^(0.3 m)); the
         # detectability cut below then keeps many lenses near the threshold, as real samples are.
@@ -386,25 +412,12 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
         mag = point_mag + rng.uniform(0.3, 2.5)
         parts = [(1.0, sx, sy, rng.uniform(0.08, 0.4), rng.uniform(1.0, 4.0), rng.uniform(0.4, 1.0),
                   _uniform_angle(rng))]
-    rate = float(magnitude_to_rate(mag, ins.zero_point_ab))
-    unlensed_total, lensed_total = rate, 0.0
-    for frac, cx, cy, re, nn, qq, pp in parts:
-        kw = _sersic_kwargs(cx, cy, re, nn, qq, pp)
-        kw["amp"] = rate * frac / _SERSIC.total_flux([kw])[0]
-        near = np.hypot(beta_x - cx, beta_y - cy) < max(10 * re, 0.3)
-        if near.any():
-            values = _SERSIC.surface_brightness(beta_x[near], beta_y[near], [kw]) * grid.subpixel_area
-            lensed_fine[near] += values
-    lensed_total += lensed_fine.sum()
+    point = None
     if kind == "lensed_quasar":
-        point_rate = float(magnitude_to_rate(point_mag, ins.zero_point_ab))
-        mags = np.abs(_LENS_MODEL.magnification(x_img, y_img, lens_kwargs))
         # Microlensing and substructure perturb flux ratios: 0.2 mag log-normal per image.
-        mags = mags * 10 ** (-0.4 * rng.normal(0, 0.2, size=len(mags)))
-        for xi, yi, mu in zip(x_img, y_img, mags):
-            grid.add_point(lensed_points, xi, yi, point_rate * mu)
-        unlensed_total += point_rate
-        lensed_total += point_rate * mags.sum()
+        point = (point_mag, x_img, y_img, 10 ** (-0.4 * rng.normal(0, 0.2, size=len(x_img))))
+    lensed_fine, lensed_points, lensed_total, unlensed_total = _render_source(
+        grid, ins, lens_kwargs, beta_x, beta_y, mag, parts, point)
     magnification = lensed_total / unlensed_total
     if magnification < config.min_magnification:
         return None
@@ -435,6 +448,61 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     }
     record.update(_observing_record(obs, image))
     return Scene(image=image, components=components, record=record)
+
+
+def render_lens_system(*, theta_e: float, source_x: float, source_y: float, config: SimulationConfig,
+                       rng: np.random.Generator, q: float = 0.8, phi: float = 0.0,
+                       shear: tuple[float, float] = (0.0, 0.0), source_mag: float = 22.5,
+                       source_r_eff: float = 0.12, point_source_mag: float | None = None,
+                       deflector_mag: float = 19.5, deflector_r_eff: float = 0.8,
+                       with_field: bool = False) -> Scene:
+    """A lens of given parameters (not drawn at random): for figures, injections and tests.
+
+    An SIE of Einstein radius ``theta_e`` (arcsec), axis ratio ``q`` and position angle ``phi``
+    (radians) with external shear ``(gamma1, gamma2)``, centred in the cutout, with a de
+    Vaucouleurs light profile; an elliptical exponential source at ``(source_x, source_y)``
+    arcsec, and, if ``point_source_mag`` is given, a quasar at its centre.  ``rng`` draws only
+    the noise (and the field, if ``with_field``).
+    """
+    ins = config.instrument
+    obs = _Observation(config, rng)
+    grid = obs.grid
+    e1, e2 = phi_q2_ellipticity(phi, q)
+    lens_kwargs = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
+                   {"gamma1": shear[0], "gamma2": shear[1], "ra_0": 0.0, "dec_0": 0.0}]
+    _add_sersic(obs.fine["deflector"], grid, float(magnitude_to_rate(deflector_mag, ins.zero_point_ab)),
+                0.0, 0.0, deflector_r_eff, 4.0, q, phi, whole=True)
+    n_field = _render_field(obs.fine["field"], obs.points["field"], grid, rng, config) if with_field else 0
+    beta_x, beta_y = _LENS_MODEL.ray_shooting(grid.x, grid.y, lens_kwargs)
+    x_img, y_img = _SOLVER.image_position_from_source(source_x, source_y, lens_kwargs, solver="analytical")
+    point = None
+    if point_source_mag is not None:
+        point = (point_source_mag, x_img, y_img, np.ones(len(x_img)))
+    parts = [(1.0, source_x, source_y, source_r_eff, 1.0, 0.7, 0.3)]
+    fine, points, lensed_total, unlensed_total = _render_source(grid, ins, lens_kwargs, beta_x, beta_y,
+                                                                source_mag, parts, point)
+    obs.fine["lensed"], obs.points["lensed"] = fine, points
+    components = obs.rates()
+    variance = obs.variance(sum(components.values()))
+    image = _observe(components, rng, obs)
+    record = {"kind": "lensed_quasar" if point is not None else "galaxy_galaxy", "label": 1,
+              "theta_e": theta_e, "source_x": source_x, "source_y": source_y,
+              "magnification": lensed_total / unlensed_total, "n_source_images": len(x_img),
+              "arc_snr": _arc_snr(components["lensed"], variance, obs.exposure_time),
+              "n_field_objects": n_field, "lens_kwargs": lens_kwargs}
+    record.update(_observing_record(obs, image))
+    return Scene(image=image, components=components, record=record)
+
+
+def critical_curves_and_caustics(lens_kwargs, *, window: float = 6.0, grid_scale: float = 0.01):
+    """Critical curves (image plane) and caustics (source plane) of an SIE + shear lens, from
+    lenstronomy: lists of (x, y) arrays in arcsec."""
+    from lenstronomy.LensModel.lens_model_extensions import LensModelExtensions
+
+    ext = LensModelExtensions(_LENS_MODEL)
+    ra_c, dec_c, ra_k, dec_k = ext.critical_curve_caustics(lens_kwargs, compute_window=window,
+                                                            grid_scale=grid_scale)
+    return list(zip(ra_c, dec_c)), list(zip(ra_k, dec_k))
 
 
 def _observe(components, rng, obs):

@@ -89,3 +89,20 @@ def test_bad_kind_and_rng_are_rejected():
         simulate_scene("black_hole", np.random.default_rng(0), CONFIG)
     with pytest.raises(TypeError, match="numpy.random.Generator"):
         simulate_scene("star", 42, CONFIG)
+
+
+def test_render_lens_system_obeys_the_lens_equation():
+    from lenslib.simulate import critical_curves_and_caustics, render_lens_system
+
+    kw = dict(theta_e=1.2, q=0.7, phi=0.3, config=CONFIG, rng=np.random.default_rng(0))
+    quad = render_lens_system(source_x=0.03, source_y=-0.02, **kw)
+    double = render_lens_system(source_x=0.0, source_y=-0.5, **kw)
+    assert quad.record["n_source_images"] == 4 and double.record["n_source_images"] == 2
+    assert quad.record["magnification"] > double.record["magnification"] > 1
+    assert quad.components["lensed"].sum() > 0 and not quad.components["feature"].any()
+    # Magnification conserves surface brightness: the lensed flux is mu times the source's.
+    critical, caustics = critical_curves_and_caustics(quad.record["lens_kwargs"])
+    radius = np.hypot(*critical[0])
+    assert 0.8 < np.median(radius) < 1.6  # the tangential critical curve sits near theta_E
+    cx, cy = caustics[0]
+    assert np.hypot(0.03, -0.02) < np.hypot(cx, cy).max()  # the quad's source is inside the caustic

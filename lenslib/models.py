@@ -332,13 +332,14 @@ def _head(n_features: int, *, dropout: float, units: int, seeds: _Seeds):
 
 
 def _backbone_weights(spec: Backbone, weights):
-    """What to hand to the keras.applications constructor for ``weights``: None, or a file path."""
+    """Where ``weights`` come from: None (random), ``"imagenet"`` (Keras downloads them) or the
+    Path of a file (a local file, or Keras's cached ImageNet download)."""
     if weights is None or weights == "hed-vgg16":
         return None
     if weights == "imagenet":
         cached = spec.keras_cache_path
         if cached.exists():
-            return str(cached)
+            return cached
         if _network_reachable():
             return "imagenet"  # Keras downloads it into its cache, checking its hash
         raise WeightsUnavailableError(
@@ -347,11 +348,7 @@ def _backbone_weights(spec: Backbone, weights):
             f"{spec.weights_url} and put it at {cached} (Keras's cache; $KERAS_HOME moves it), "
             f"or pass weights='/path/to/{spec.weights_file}'. For an offline pretrained "
             "comparison use build_model('vgg16', weights='hed-vgg16'), or weights=None.")
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path} (weights must be 'imagenet', "
-                                "'hed-vgg16', None or the path of a weights file)")
-    return str(path)
+    return Path(weights)
 
 
 def _make_backbone(spec: Backbone, input_shape, weights):
@@ -359,14 +356,12 @@ def _make_backbone(spec: Backbone, input_shape, weights):
     keras = _keras()
     constructor = getattr(keras.applications, spec.constructor)
     resolved = _backbone_weights(spec, weights)
-    try:
-        backbone = constructor(include_top=False, weights=resolved, input_shape=input_shape,
-                               pooling="avg")
-    except (ValueError, OSError, KeyError, TypeError) as err:
-        if resolved in (None, "imagenet"):
-            raise
-        raise ValueError(f"weights file {resolved} does not fit {spec.name} "
-                         f"(keras.applications.{spec.constructor} without its top): {err}") from err
+    from_file = isinstance(resolved, Path)
+    backbone = constructor(include_top=False, weights=None if from_file else resolved,
+                           input_shape=input_shape, pooling="avg")
+    if from_file:
+        _load_weights_file(backbone, resolved,
+                           f"{spec.name} (keras.applications.{spec.constructor} without its top)")
     if weights == "hed-vgg16":
         load_hed_vgg16(backbone)
     return backbone
@@ -509,7 +504,7 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
         builder = build_lensflow if name == "lensflow" else build_deeplens
         model = builder(input_shape, seed=int(seed))
         if weights is not None:
-            _load_full_weights(model, weights)
+            _load_weights_file(model, weights, f"the {name} architecture")
         return model
 
     if regime == "scratch" and weights is not None:
@@ -531,14 +526,44 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
                                 head_units=int(head_units), seed=int(seed))
 
 
-def _load_full_weights(model, path: str) -> None:
+def _file_shapes(path: Path) -> list[tuple[int, ...]] | None:
+    """Shapes of every array in a Keras 3 ``.weights.h5`` file (None for other formats)."""
+    import h5py
+
+    if not path.name.endswith(".weights.h5"):
+        return None
+    shapes: list[tuple[int, ...]] = []
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(lambda _, obj: shapes.append(tuple(obj.shape))
+                         if isinstance(obj, h5py.Dataset) else None)
+    except OSError as err:
+        raise ValueError(f"weights file {path} is not a readable HDF5 file: {err}") from err
+    return sorted(shapes)
+
+
+def _load_weights_file(model, path, what: str) -> None:
+    """Load a weights file into ``model`` or fail with a message naming the file and ``what``.
+
+    A Keras 3 ``.weights.h5`` file is first checked array by array against the model (Keras
+    itself only warns about parts it cannot place); a legacy ``.h5`` file (Keras's ImageNet
+    downloads) is checked layer by layer by Keras's loader.
+    """
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"weights file not found: {file}")
+        raise FileNotFoundError(f"weights file not found: {file} (weights must be 'imagenet', "
+                                "'hed-vgg16', None or the path of a weights file)")
+    shapes = _file_shapes(file)
+    if shapes is not None:
+        want = sorted(tuple(w.shape) for w in model.weights)
+        if shapes != want:
+            n_file, n_model = sum(int(np.prod(s)) for s in shapes), sum(int(np.prod(s)) for s in want)
+            raise ValueError(f"weights file {file} does not fit {what}: it holds {len(shapes)} arrays "
+                             f"({n_file:,} numbers), the model has {len(want)} ({n_model:,})")
     try:
         model.load_weights(str(file))
     except (ValueError, OSError, KeyError, TypeError) as err:
-        raise ValueError(f"weights file {file} does not fit the {model.name} architecture: {err}") from err
+        raise ValueError(f"weights file {file} does not fit {what}: {err}") from err
 
 
 def backbone_of(model):
@@ -665,12 +690,14 @@ def parameter_table(names=None, *, input_shape=(100, 100, 1), upsample: int = 1)
         thesis = np.nan if spec.thesis_params is None else float(spec.thesis_params)
         if spec.thesis_params is None:
             note = f"post-2018 backbone ({spec.year})"
-        elif abs(full_params / 1e6 - spec.thesis_params) <= 0.6:
-            note = (f"thesis counts the Keras ImageNet model with its 1000-class top; lenslib drops "
-                    f"that top ({(full_params - notop) / 1e6:.1f}M) for a 2-way head")
+        elif abs(full_params / 1e6 - spec.thesis_params) < 1.0:
+            note = (f"the thesis's {spec.thesis_params}M is Keras's ImageNet classifier with its "
+                    f"1000-class top ({full_params / 1e6:.1f}M); lenslib replaces that top "
+                    f"({(full_params - notop) / 1e6:.1f}M) with a 2-way head")
         else:
-            note = (f"Keras's {spec.constructor} has {full_params / 1e6:.1f}M with its top; the "
-                    f"thesis's {spec.thesis_params}M presumably includes its unspecified adapter and head")
+            note = (f"the thesis's {spec.thesis_params}M is {spec.thesis_params - full_params / 1e6:.1f}M "
+                    f"more than Keras's {spec.constructor} with its top ({full_params / 1e6:.1f}M); the "
+                    "thesis does not say what it added (its adapter and head are the likely part)")
         rows.append((name, thesis, full_params / 1e6, notop / 1e6, total / 1e6, trainable / 1e6, note))
     table = Table(rows=rows, names=("model", "thesis_M", "keras_imagenet_M", "backbone_M", "lenslib_M",
                                     "trainable_frozen_M", "note"))

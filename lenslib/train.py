@@ -159,7 +159,7 @@ def feature_extractor(model):
     # The head's input in *this* graph (``head.input`` is the nested model's own Input): the
     # tensors of its first call, through the base-class property that Functional overrides.
     features = keras.Operation.input.fget(head)
-    extractor = keras.Model(model.inputs, features, name=f"{model.name}_features")
+    extractor = keras.Model(model.input, features, name=f"{model.name}_features")
     if extractor.trainable_weights:
         return None
     return extractor

@@ -4,7 +4,7 @@
 #   make bench  runs the benchmarks under bench/ and prints their figures
 
 PYTHON   ?= python3
-VENV     := .venv
+VENV     ?= .venv
 BIN      := $(VENV)/bin
 PROFILE  ?= quick
 STAMP    := $(VENV)/.installed
@@ -18,7 +18,7 @@ export LENSLIB_RESULTS_DIR ?= $(CURDIR)/results
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: install book test lint bench clean clean-book
+.PHONY: install book test lint bench clean clean-book browser-deps
 
 install: $(STAMP)
 
@@ -51,7 +51,14 @@ book: $(STAMP) $(EXECUTED)
 lint: $(STAMP)
 	$(BIN)/ruff check lenslib tests bench
 
-test: $(STAMP) lint
+# Headless Chromium and ChromeDriver (Debian packages) for the browser test of the book; where
+# they cannot be installed the test is skipped and says why.
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+	  || echo "note: could not install chromium; the browser test will be skipped"; fi
+
+test: $(STAMP) lint browser-deps
 	LENSLIB_PROFILE=smoke $(BIN)/pytest tests notebooks --nbval-lax --nbval-current-env
 
 bench: $(STAMP)

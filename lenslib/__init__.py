@@ -22,6 +22,7 @@ _LAZY = {
     "load_dataset": ("lenslib.dataset", "load_dataset"),
     "load_model": ("lenslib.models", "load_model"),
     "predict": ("lenslib.models", "predict"),
+    "find_lenses": ("lenslib.scan", "find_lenses"),
 }
 
 

@@ -1,0 +1,250 @@
+"""The ``lenslib`` command: ``scan``, ``predict``, ``simulate`` and ``cv`` over the library.
+
+Every subcommand is a thin layer over one library call; bad input ends with a one-line message
+on stderr and exit status 2, an interrupted run with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _hdu(value: str):
+    """``--hdu``: an index (``1``) or an extension name (``SCI``)."""
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value!r})")
+    return number
+
+
+# --------------------------------------------------------------------------------------------
+# scan
+# --------------------------------------------------------------------------------------------
+def _add_scan(sub) -> None:
+    p = sub.add_parser(
+        "scan", help="find lens candidates in a survey image (FITS)",
+        description="Tile a FITS image into overlapping 100x100 cutouts, score them with a trained "
+                    "lens finder, merge overlapping detections and write a candidate catalog with "
+                    "pixel and sky coordinates.  An interrupted scan resumes when run again.",
+        epilog="example: lenslib scan mosaic.fits --model results/quick/best_model.keras "
+               "--out candidates.fits --gallery candidates.png")
+    p.add_argument("image", type=Path, help="the FITS image (any HDU with 2-D data; see --hdu)")
+    p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
+    p.add_argument("--out", type=Path, required=True,
+                   help="the catalog to write: .fits, .ecsv or .csv (format by extension)")
+    p.add_argument("--hdu", type=_hdu, default=None,
+                   help="the HDU holding the image, by index or name (default: the first with 2-D data)")
+    p.add_argument("--stride", type=_positive_int, default=50,
+                   help="pixels between tiles, 1-100 (default 50)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="score at or above which a tile is a detection (default 0.5)")
+    p.add_argument("--min-separation", type=float, default=None,
+                   help="detections closer than this many pixels merge (default 100, overlapping cutouts)")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="cutouts scored at a time")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="directory for the scores of finished tile rows, kept after the run "
+                        "(default: OUT.scan-checkpoint, removed once the catalog is written)")
+    p.add_argument("--no-checkpoint", action="store_true", help="do not save progress")
+    p.add_argument("--gallery", type=Path, default=None, help="a PNG of the best candidates' cutouts")
+    p.add_argument("--n-gallery", type=_positive_int, default=24, help="candidates in the gallery")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="score on Dask: 'local' for a local cluster, or a scheduler address such as "
+                        "tcp://host:8786 (workers must see the model file at the same path)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="workers of a local Dask cluster (default: one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_scan)
+
+
+def _run_scan(args) -> int:
+    from .scan import scan_fits
+
+    checkpoint, temporary = None, False
+    if not args.no_checkpoint:
+        checkpoint = args.checkpoint
+        if checkpoint is None:
+            checkpoint, temporary = args.out.with_name(args.out.name + ".scan-checkpoint"), True
+    table = scan_fits(args.image, args.model, args.out, hdu=args.hdu, gallery=args.gallery,
+                      n_gallery=args.n_gallery, stride=args.stride, threshold=args.threshold,
+                      min_separation=args.min_separation, batch_size=args.batch_size,
+                      checkpoint=checkpoint, scheduler=args.scheduler, n_workers=args.workers,
+                      progress=False if args.no_progress else None)
+    if temporary and (checkpoint / "scan.json").is_file():
+        shutil.rmtree(checkpoint)
+    meta = table.meta
+    print(f"{len(table)} candidate(s) written to {args.out} ({meta['n_scored']} tiles scored, "
+          f"{meta['n_resume']} resumed, {meta['n_skip']} skipped)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# predict
+# --------------------------------------------------------------------------------------------
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="score cutouts (FITS or .npy) with a trained lens finder",
+        description="Score 100x100 cutouts in e-/s (a .npy array shaped (N, 100, 100) or (100, 100), "
+                    "or a FITS image or cube) with the normalisation used in training; writes one "
+                    "lens probability per cutout.")
+    p.add_argument("cutouts", type=Path, help="a .npy file or a FITS file of cutouts")
+    p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
+    p.add_argument("--out", type=Path, default=None,
+                   help="a .csv, .ecsv or .fits table of scores (default: CSV on stdout)")
+    p.add_argument("--hdu", type=_hdu, default=None,
+                   help="FITS: the HDU holding the cutouts (default: the first with image data)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="cutouts scored at a time")
+    p.set_defaults(run=_run_predict)
+
+
+def read_cutouts(path: Path, hdu=None):
+    """Cutouts from a ``.npy`` file or from a FITS image or cube (``hdu`` chooses the HDU)."""
+    import numpy as np
+
+    if not path.is_file():
+        raise FileNotFoundError(f"cutouts not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path} is not a numeric .npy array ({err})") from err
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdul:
+            if hdu is None:
+                found = [h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)]
+                if not found:
+                    raise ValueError(f"{path} has no HDU with 2-D or 3-D image data")
+                return np.array(found[0].data)
+            try:
+                chosen = hdul[hdu]
+            except (KeyError, IndexError) as err:
+                raise ValueError(f"{path} has no HDU {hdu!r}") from err
+            if not chosen.is_image or chosen.data is None:
+                raise ValueError(f"HDU {hdu!r} of {path} holds no image data")
+            return np.array(chosen.data)
+    except OSError as err:
+        raise ValueError(f"{path} is neither a .npy file nor a FITS file ({err})") from err
+
+
+def _run_predict(args) -> int:
+    import numpy as np
+    from astropy.table import Table
+
+    from .files import write_table
+    from .models import predict
+
+    cutouts = read_cutouts(args.cutouts, args.hdu)
+    scores = predict(args.model, cutouts, batch_size=args.batch_size)
+    table = Table({"index": np.arange(len(scores)), "score": scores})
+    if args.out is None:
+        table.write(sys.stdout, format="ascii.csv")
+    else:
+        write_table(table, args.out)
+        print(f"{len(table)} score(s) written to {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# simulate
+# --------------------------------------------------------------------------------------------
+def _add_simulate(sub) -> None:
+    from .config import PROFILE_NAMES
+
+    p = sub.add_parser(
+        "simulate", help="simulate a profile's training set (HDF5)",
+        description="Simulate the lenses and non-lenses of a profile's dataset, or find it in the "
+                    "cache if it was made before; prints the file's path.")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=os.environ.get("LENSLIB_PROFILE", "quick"),
+                   help="smoke (seconds), quick or full (the thesis's 28,239 images); "
+                        "default $LENSLIB_PROFILE or quick")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where datasets are kept (default $LENSLIB_DATA_DIR, else ~/.cache/lenslib)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="processes (default: one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_simulate)
+
+
+def _run_simulate(args) -> int:
+    from .config import get_profile
+    from .dataset import build_dataset
+
+    path = build_dataset(get_profile(args.profile).simulation, args.data_dir, workers=args.workers,
+                         progress=False if args.no_progress else None)
+    print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# cv
+# --------------------------------------------------------------------------------------------
+def _add_cv(sub) -> None:
+    p = sub.add_parser(
+        "cv", help="cross-validate the thesis's models (not yet available from the command line)",
+        description="Cross-validation of the thesis's models.  Not yet available from the command "
+                    "line: run notebooks/02_cross_validation.ipynb, or lenslib.cv.cross_validate.")
+    p.set_defaults(run=_run_cv)
+
+
+def _run_cv(args) -> int:
+    raise NotImplementedError("lenslib cv is not yet available from the command line; run "
+                              "notebooks/02_cross_validation.ipynb or lenslib.cv.cross_validate")
+
+
+# --------------------------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lenslib", description="Find strong gravitational lenses with deep learning.",
+        epilog="Run 'lenslib COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"lenslib {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_scan(sub)
+    _add_predict(sub)
+    _add_simulate(sub)
+    _add_cv(sub)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"lenslib: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``lenslib`` command; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotImplementedError) as err:
+            print(f"lenslib {args.command}: error: {err}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            hint = "; run the same command again to resume" if args.command == "scan" else ""
+            print(f"lenslib {args.command}: interrupted{hint}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

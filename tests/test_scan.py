@@ -1,0 +1,373 @@
+"""Survey scanning: tiling, bad input, WCS round trips, merging, resuming, Dask, the mock mosaic."""
+
+import warnings
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from lenslib.mosaic import evaluate_scan, make_mosaic, make_wcs, match_to_truth
+from lenslib.scan import (
+    NoCandidatesWarning,
+    NoWCSWarning,
+    SkippedTilesWarning,
+    TileScores,
+    candidates_table,
+    find_lenses,
+    merge_detections,
+    read_image,
+    scan_fits,
+    score_tiles,
+    tile_grid,
+)
+
+PIXEL_SCALE = 0.05
+
+
+def _quiet(func, *args, **kwargs):
+    """Call ``func`` with lenslib's scan warnings silenced (tests of other things)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWCSWarning)
+        warnings.simplefilter("ignore", SkippedTilesWarning)
+        return func(*args, **kwargs)
+
+
+# --- tiling ---------------------------------------------------------------------------------------
+
+def test_tiles_cover_every_pixel_with_the_last_ones_flush_with_the_edges():
+    grid = tile_grid((230, 310), stride=50)
+    assert list(grid.y0) == [0, 50, 100, 130]
+    assert list(grid.x0) == [0, 50, 100, 150, 200, 210]
+    covered = np.zeros(grid.shape, bool)
+    for y0 in grid.y0:
+        for x0 in grid.x0:
+            covered[y0:y0 + 100, x0:x0 + 100] = True
+    assert covered.all()
+    xc, yc = grid.centres()
+    assert xc[0, 0] == 49.5 and yc[-1, 0] == 130 + 49.5
+
+
+@pytest.mark.parametrize("stride", [0, 101, 2.5, True])
+def test_stride_must_keep_tiles_touching(stride):
+    with pytest.raises(ValueError, match="stride must be an integer in"):
+        tile_grid((300, 300), stride=stride)
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, error, match", [
+    (np.zeros((50, 400)), ValueError, "at least 100x100"),
+    (np.zeros((3, 200, 200)), ValueError, "must be a 2-D image"),
+    (np.zeros(1000), ValueError, "must be a 2-D image"),
+    (np.full((200, 200), "a"), TypeError, "numeric image"),
+])
+def test_bad_images_are_refused_before_scoring(spot_model_path, data, error, match):
+    with pytest.raises(error, match=match):
+        find_lenses(data, spot_model_path, wcs=make_wcs((200, 200), PIXEL_SCALE))
+
+
+def test_mask_and_wcs_must_match_the_image(spot_model_path, spot_image):
+    image = spot_image((200, 240))
+    with pytest.raises(ValueError, match=r"mask must have the same shape as data: mask is \(200, 200\)"):
+        _quiet(find_lenses, image, spot_model_path, mask=np.zeros((200, 200), bool))
+    with pytest.raises(ValueError, match="the wcs is for a 200x200 image but data is 240x200"):
+        find_lenses(image, spot_model_path, wcs=make_wcs((200, 200), PIXEL_SCALE))
+    with pytest.raises(TypeError, match="astropy.wcs.WCS"):
+        find_lenses(image, spot_model_path, wcs="RA---TAN")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"threshold": 1.5}, "threshold must be a number in"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"min_separation": -1}, "min_separation must be a number in"),
+])
+def test_bad_parameters_are_named(spot_model_path, spot_image, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _quiet(find_lenses, spot_image((200, 200)), spot_model_path, **kwargs)
+
+
+def test_a_model_for_other_cutouts_is_refused(tmp_path):
+    import keras
+
+    from lenslib.models import save_model
+
+    inputs = keras.Input((64, 64, 1))
+    x = keras.layers.GlobalMaxPooling2D()(inputs)
+    path = save_model(keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x)),
+                      tmp_path / "small.keras")
+    with pytest.raises(ValueError, match=r"small.keras\) takes inputs of shape \(None, 64, 64, 1\).*100x1"):
+        _quiet(find_lenses, np.zeros((200, 200), np.float32), path)
+    with pytest.raises(TypeError, match="model must be a Keras model or the path"):
+        _quiet(find_lenses, np.zeros((200, 200), np.float32), object())
+
+
+def test_nan_and_masked_regions_are_skipped_and_reported(spot_model_path, spot_image):
+    image = spot_image((300, 300), spots=[(150, 150), (250, 250)])
+    image[:20, :] = np.nan  # a blank strip along the bottom edge of the mosaic
+    mask = np.zeros(image.shape, bool)
+    mask[235:265, 235:265] = True  # a masked bright star
+    with pytest.warns(SkippedTilesWarning, match=r"of 25 tiles touch NaN, infinite or masked pixels"):
+        tiles = score_tiles(image, spot_model_path, mask=mask, progress=False)
+    grid = tiles.grid
+    touching = np.array([[(y0 < 20) or (y0 < 265 and y0 + 100 > 235 and x0 < 265 and x0 + 100 > 235)
+                          for x0 in grid.x0] for y0 in grid.y0])
+    assert np.array_equal(tiles.skipped, touching)
+    assert tiles.n_scored == 25 - touching.sum() and tiles.n_skipped == touching.sum()
+    # the same through a masked array; the spot under the mask is never a candidate
+    masked = np.ma.masked_array(image, mask=mask)
+    with pytest.warns(SkippedTilesWarning):
+        table = _quiet_wcs(find_lenses, masked, spot_model_path, progress=False)
+    assert table.meta["n_skip"] == touching.sum()
+    assert len(table) == 1 and np.hypot(table["x"][0] - 150, table["y"][0] - 150) < 2
+
+
+def _quiet_wcs(func, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoWCSWarning)
+        return func(*args, **kwargs)
+
+
+def test_no_wcs_warns_and_gives_pixel_coordinates_only(spot_model_path, spot_image):
+    with pytest.warns(NoWCSWarning, match="pixel coordinates only"):
+        table = find_lenses(spot_image((200, 200), spots=[(100, 100)]), spot_model_path, progress=False)
+    assert len(table) == 1
+    assert "skycoord" not in table.colnames and "ra" not in table.colnames
+
+
+def test_nothing_found_warns_and_returns_an_empty_catalog(spot_model_path, spot_image):
+    wcs = make_wcs((200, 200), PIXEL_SCALE)
+    with pytest.warns(NoCandidatesWarning, match="no tile scored at or above threshold=0.5"):
+        table = find_lenses(spot_image((200, 200)), spot_model_path, wcs=wcs, progress=False)
+    assert len(table) == 0
+    assert {"x", "y", "ra", "dec", "skycoord", "score", "cutout_x0"} <= set(table.colnames)
+
+
+def test_files_that_are_not_fits_images_are_named(tmp_path, spot_model_path):
+    text = tmp_path / "notes.fits"
+    text.write_text("SIMPLE? not really\n")
+    with pytest.raises(ValueError, match=r"notes.fits is not a FITS file"):
+        scan_fits(text, spot_model_path)
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        scan_fits(tmp_path / "missing.fits", spot_model_path)
+    table_only = tmp_path / "table.fits"
+    events = fits.BinTableHDU(Table({"a": [1, 2]}), name="EVENTS")
+    fits.HDUList([fits.PrimaryHDU(), events]).writeto(table_only)
+    with pytest.raises(ValueError, match=r"no HDU with 2-D image data \(HDUs: 0 PRIMARY: no data; 1 EVENTS"):
+        scan_fits(table_only, spot_model_path)
+    with pytest.raises(ValueError, match=r"HDU 'EVENTS' of .* holds BinTableHDU \(a table\), not a 2-D"):
+        scan_fits(table_only, spot_model_path, hdu="EVENTS")
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.zeros((2, 150, 150), np.float32)).writeto(cube)
+    with pytest.raises(ValueError, match=r"HDU 0 .* holds 3-D image \(2, 150, 150\)"):
+        scan_fits(cube, spot_model_path, hdu=0)
+    with pytest.raises(ValueError, match="extension"):
+        scan_fits(cube, spot_model_path, tmp_path / "out.txt")
+
+
+# --- positions: pixels and sky ------------------------------------------------------------------------
+
+def test_a_source_injected_at_a_sky_position_is_recovered_there(spot_model_path, spot_image, tmp_path):
+    shape = (140, 150)
+    wcs = make_wcs(shape, PIXEL_SCALE)
+    target = wcs.pixel_to_world(77.3, 68.6)  # where the "lens" is on the sky
+    x, y = wcs.world_to_pixel(target)
+    path = tmp_path / "field.fits"
+    fits.PrimaryHDU(spot_image(shape, spots=[(float(x), float(y))]), header=wcs.to_header()).writeto(path)
+    out = tmp_path / "candidates.ecsv"
+    table = scan_fits(path, spot_model_path, out, stride=2, progress=False)
+    assert len(table) == 1
+    assert abs(table["x"][0] - x) < 1.5 and abs(table["y"][0] - y) < 1.5
+    assert table["skycoord"][0].separation(target) < 2 * PIXEL_SCALE * u.arcsec
+    back = Table.read(out)  # the written catalog holds the same sky position
+    assert back["skycoord"][0].separation(target) < 2 * PIXEL_SCALE * u.arcsec
+    assert back["ra"].unit == u.deg and abs(back["ra"][0] - target.ra.deg) < 1e-6
+
+
+def test_catalog_formats_follow_the_extension(spot_model_path, spot_image, tmp_path):
+    wcs = make_wcs((200, 200), PIXEL_SCALE)
+    path = tmp_path / "img.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(spot_image((200, 200), spots=[(100, 100)]),
+                                                   header=wcs.to_header(), name="SCI")]).writeto(path)
+    for ext in (".fits", ".csv"):
+        out = tmp_path / f"cat{ext}"
+        scan_fits(path, spot_model_path, out, progress=False)
+        back = Table.read(out)
+        assert len(back) == 1 and "ra" in back.colnames and "dec" in back.colnames
+    assert "skycoord" not in Table.read(tmp_path / "cat.csv").colnames
+
+
+# --- merging --------------------------------------------------------------------------------------------
+
+def test_nms_keeps_the_best_detection_and_claims_its_neighbours():
+    x = np.array([100.0, 150.0, 150.0, 400.0, 450.0, 700.0, 240.0])
+    y = np.array([100.0, 100.0, 150.0, 100.0, 100.0, 700.0, 100.0])
+    scores = np.array([0.7, 0.95, 0.6, 0.8, 0.9, 0.3, np.nan])
+    groups = merge_detections(x, y, scores, threshold=0.5, min_separation=100)
+    assert [list(g) for g in groups] == [[1, 0, 2], [4, 3]]  # 0.3 is below threshold, NaN ignored
+    # strictly closer than min_separation: 100 pixels apart do not merge
+    assert len(merge_detections([0.0, 100.0], [0.0, 0.0], [0.9, 0.8], min_separation=100)) == 2
+    with pytest.raises(ValueError, match="same length"):
+        merge_detections([1.0], [1.0, 2.0], [0.9])
+
+
+def test_overlapping_tiles_merge_into_one_candidate_at_their_weighted_centre():
+    grid = tile_grid((300, 300), stride=50)
+    scores = np.zeros((grid.n_rows, grid.n_cols), np.float32)
+    scores[1, 1], scores[1, 2] = 0.9, 0.6  # one object seen by two overlapping tiles
+    scores[4, 4] = 0.8  # another, far away
+    scores[0, 4] = np.nan
+    table = candidates_table(TileScores(grid, scores, n_scored=24), threshold=0.5)
+    assert list(table["n_tiles"]) == [2, 1]
+    assert table["score"][0] == pytest.approx(0.9)
+    assert table["x"][0] == pytest.approx((0.9 * 99.5 + 0.6 * 149.5) / 1.5)
+    assert (table["cutout_x0"][0], table["cutout_y0"][0]) == (50, 50)
+    assert table.meta["n_skip"] == 1 and table.meta["n_scored"] == 24
+
+
+def test_two_sources_in_one_image_are_two_candidates_best_first(spot_model_path, spot_image):
+    image = spot_image((300, 400), spots=[(80, 90), (310, 220)])
+    image[220, 310] += 40  # the second is brighter
+    table = _quiet_wcs(find_lenses, image, spot_model_path, stride=10, progress=False)
+    assert len(table) == 2
+    assert table["id"].tolist() == [1, 2] and table["score"][0] >= table["score"][1]
+    found = sorted(zip(np.round(table["x"]), np.round(table["y"])))
+    assert np.allclose(found, [(80, 90), (310, 220)], atol=3)
+
+
+# --- resuming ---------------------------------------------------------------------------------------------
+
+def test_an_interrupted_scan_resumes_without_rescoring(spot_model_path, spot_image, tmp_path, monkeypatch):
+    import lenslib.scan as scan
+
+    image = spot_image((300, 300), spots=[(150, 150)])
+    fresh = score_tiles(image, spot_model_path, progress=False)  # 5 x 5 tiles
+    real = scan._score_band
+    calls = []
+
+    def counting(band, local_y0, x0, *args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(len(local_y0) * len(x0))
+        return real(band, local_y0, x0, *args)
+
+    monkeypatch.setattr(scan, "_score_band", counting)
+    checkpoint = tmp_path / "ckpt"
+    with pytest.raises(KeyboardInterrupt):  # batch_size 5 makes every tile row its own block
+        score_tiles(image, spot_model_path, batch_size=5, checkpoint=checkpoint, progress=False)
+    assert sorted(p.name for p in (checkpoint / "rows").iterdir()) == ["row-000000.npy", "row-000001.npy"]
+
+    calls.clear()
+    monkeypatch.setattr(scan, "_score_band", lambda *a: (calls.append(len(a[1]) * len(a[2])), real(*a))[1])
+    resumed = score_tiles(image, spot_model_path, batch_size=5, checkpoint=checkpoint, progress=False)
+    assert sum(calls) == 15  # only the three unfinished rows
+    assert (resumed.n_scored, resumed.n_resumed) == (15, 10)
+    np.testing.assert_array_equal(resumed.scores, fresh.scores)
+
+    calls.clear()
+    again = score_tiles(image, spot_model_path, checkpoint=checkpoint, progress=False)
+    assert calls == [] and again.n_resumed == 25
+    with pytest.raises(ValueError, match=r"belongs to another scan \(it differs in stride\)"):
+        score_tiles(image, spot_model_path, stride=40, checkpoint=checkpoint, progress=False)
+    with pytest.raises(ValueError, match=r"differs in image"):
+        score_tiles(image + 1, spot_model_path, checkpoint=checkpoint, progress=False)
+
+
+# --- Dask ---------------------------------------------------------------------------------------------------
+
+def test_dask_results_equal_single_process(spot_model_path, spot_image):
+    from dask.distributed import LocalCluster
+
+    image = spot_image((260, 330), spots=[(129.5, 109.5), (229.5, 189.5)])  # on tile centres
+    image[:, 300:] = np.nan
+    wcs = make_wcs(image.shape, PIXEL_SCALE)
+    kwargs = dict(wcs=wcs, stride=20, batch_size=16, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedTilesWarning)
+        single = find_lenses(image, spot_model_path, **kwargs)
+        on_local = find_lenses(image, spot_model_path, scheduler="local", n_workers=2, **kwargs)
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+            on_address = find_lenses(image, spot_model_path, scheduler=cluster.scheduler_address, **kwargs)
+    assert len(single) == 2
+    for other in (on_local, on_address):
+        assert other.colnames == single.colnames
+        for name in ("x", "y", "score", "n_tiles", "cutout_x0", "cutout_y0", "ra", "dec"):
+            np.testing.assert_array_equal(other[name], single[name])
+        assert other.meta["n_scored"] == single.meta["n_scored"]
+
+
+def test_dask_needs_a_model_file_and_a_known_scheduler(spot_model_path, spot_image):
+    from lenslib.models import load_model
+
+    image = spot_image((200, 200))
+    with pytest.raises(ValueError, match="pass the model as the path of its .keras file"):
+        _quiet(score_tiles, image, load_model(spot_model_path), scheduler="local")
+    with pytest.raises(ValueError, match="scheduler must be None, 'local', a scheduler address"):
+        _quiet(score_tiles, image, spot_model_path, scheduler="my-cluster", progress=False)
+
+
+# --- the mock mosaic --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_mosaic():
+    return make_mosaic((400, 500), n_lenses=2, n_lookalikes=1, seed=7, edge=60, min_separation=120)
+
+
+def test_mock_mosaic_is_seeded_and_its_truth_is_where_the_light_is(small_mosaic):
+    data, wcs, truth = small_mosaic
+    assert data.shape == (400, 500) and data.dtype == np.float32
+    assert list(truth["label"]) .count(1) == 2 and list(truth["label"]).count(0) == 1
+    again = make_mosaic((400, 500), n_lenses=2, n_lookalikes=1, seed=7, edge=60, min_separation=120)
+    assert np.array_equal(again.data, data)
+    sky_sigma = 1.4826 * np.median(np.abs(data - np.median(data)))
+    for row in truth:
+        x, y = int(round(row["x"])), int(round(row["y"]))
+        assert data[y - 3:y + 4, x - 3:x + 4].mean() > 5 * sky_sigma  # a galaxy sits there
+    px, py = wcs.world_to_pixel(truth["skycoord"])
+    np.testing.assert_allclose(px, truth["x"], atol=1e-6)
+    np.testing.assert_allclose(py, truth["y"], atol=1e-6)
+    assert truth.meta["AREA"] == pytest.approx(400 * 500 * (PIXEL_SCALE / 3600) ** 2)
+
+
+def test_mock_mosaic_round_trips_through_fits(small_mosaic, tmp_path):
+    path = small_mosaic.to_fits(tmp_path / "mosaic.fits")
+    hdul, data, wcs, index = read_image(path)
+    try:
+        assert index == 0 and np.array_equal(data, small_mosaic.data)
+        sky = wcs.pixel_to_world(10.0, 20.0)
+        assert sky.separation(small_mosaic.wcs.pixel_to_world(10.0, 20.0)) < 1e-6 * u.arcsec
+    finally:
+        hdul.close()
+    with pytest.raises(FileExistsError):
+        small_mosaic.to_fits(path)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"shape": (50, 400)}, "shape must be"),
+    ({"n_lenses": -1}, "n_lenses must be a non-negative integer"),
+    ({"lookalike_kinds": ("galaxy_galaxy",)}, "lookalike_kinds must be non-lens kinds"),
+    ({"shape": (200, 200), "n_lenses": 30, "n_lookalikes": 0}, "cannot place 30 objects"),
+])
+def test_mock_mosaic_refuses_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_mosaic(**kwargs)
+
+
+def test_evaluation_counts_recovered_lenses_and_false_positives():
+    grid = tile_grid((300, 400), stride=50)
+    truth = Table({"x": [99.5, 299.5, 199.5], "y": [99.5, 199.5, 249.5], "label": [1, 1, 0]},
+                  meta={"PIXSCALE": PIXEL_SCALE})
+    scores = np.zeros((grid.n_rows, grid.n_cols), np.float32)
+    scores[1, 1] = 0.9  # on lens 1 (tile centre 99.5, 99.5)
+    scores[4, 3] = 0.7  # on the look-alike (149.5 + 50 = 199.5, 249.5)
+    scores[0, 6] = 0.6  # on nothing
+    result = evaluate_scan(TileScores(grid, scores), truth, thresholds=[0.5, 0.8, 0.95])
+    assert list(result["n_candidates"]) == [3, 1, 0]
+    assert list(result["completeness"]) == [0.5, 0.5, 0.0]
+    assert result["purity"][0] == pytest.approx(1 / 3) and result["purity"][1] == 1.0
+    assert np.isnan(result["purity"][2])
+    assert list(result["n_lookalikes"]) == [1, 0, 0]
+    area = 300 * 400 * (PIXEL_SCALE / 3600) ** 2
+    assert result["false_per_deg2"][0] == pytest.approx(2 / area)
+    assert list(match_to_truth([100.0, 10.0], [101.0, 10.0], truth, radius=5)) == [0, -1]

@@ -142,3 +142,82 @@ def grade_summary(candidates: LensDataset) -> Table:
         rows.append((g, len(sub), int(sub["label"].sum()), float(sub["label"].mean()) if len(sub) else np.nan,
                      kinds))
     return Table(rows=rows, names=("grade", "candidates", "true lenses", "true-lens fraction", "kinds"))
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring: Table 5-2 and what the thesis could not know
+# --------------------------------------------------------------------------------------------
+#: Table 5-2 of the thesis: mean and standard deviation of the predicted lens probability per
+#: LensFlow grade, for its three best models.
+THESIS_TABLE_5_2 = {
+    "xception": {"A": (0.982, 0.041), "B": (0.618, 0.297), "C": (0.553, 0.336)},
+    "inception_v3": {"A": (0.872, 0.314), "B": (0.852, 0.290), "C": (0.639, 0.354)},
+    "resnet50": {"A": (0.767, 0.385), "B": (0.775, 0.356), "C": (0.657, 0.447)},
+}
+
+
+def score_candidates(candidates: LensDataset, fold_models: dict, *, batch_size: int = 64) -> Table:
+    """Score every candidate with every model; a model's score is the mean over its fold models.
+
+    ``fold_models`` maps a row name to the list of its fold models (``.keras`` paths or Keras
+    models).  Returns one row per candidate: ``index, grade, label, kind`` and, per model,
+    ``<name>`` (mean over folds) and ``<name>_fold_std`` (spread over folds).
+    """
+    from .models import predict
+
+    if not fold_models:
+        raise ValueError("score_candidates: no models given")
+    meta = candidates.metadata
+    table = Table({"index": meta["index"], "grade": meta["grade"], "label": meta["label"],
+                   "kind": meta["kind"]})
+    for name, models in fold_models.items():
+        if not models:
+            raise ValueError(f"score_candidates: no fold models for {name!r}")
+        scores = np.stack([predict(m, candidates.images, batch_size=batch_size) for m in models])
+        table[name] = scores.mean(axis=0)
+        table[f"{name}_fold_std"] = scores.std(axis=0)
+    return table
+
+
+def _model_columns(scores: Table) -> list[str]:
+    return [c for c in scores.colnames if c not in ("index", "grade", "label", "kind")
+            and not c.endswith("_fold_std")]
+
+
+def table_5_2(scores: Table) -> Table:
+    """Mean and standard deviation of each model's score per grade, as the thesis printed them,
+    with the thesis's numbers beside (where it reported that model)."""
+    rows = []
+    for name in _model_columns(scores):
+        thesis = THESIS_TABLE_5_2.get(name, {})
+        for g in GRADES:
+            s = np.asarray(scores[name][scores["grade"] == g], dtype=float)
+            t_mean, t_std = thesis.get(g, (np.nan, np.nan))
+            rows.append((name, g, len(s), float(s.mean()), float(s.std()), t_mean, t_std))
+    table = Table(rows=rows, names=("model", "grade", "n", "mean", "std", "thesis_mean", "thesis_std"))
+    for col in ("mean", "std", "thesis_mean", "thesis_std"):
+        table[col].format = ".3f"
+    return table
+
+
+def truth_table(scores: Table, *, threshold: float = 0.5) -> Table:
+    """Per grade and model, against the simulated truth: the true-lens fraction, the accuracy of
+    ``score >= threshold``, how many true lenses and impostors it calls lenses, and the ROC AUC
+    among the grade's candidates (reported only where the grade holds both lenses and impostors)."""
+    from sklearn.metrics import roc_auc_score
+
+    rows = []
+    for name in _model_columns(scores):
+        for g in GRADES:
+            sub = scores[scores["grade"] == g]
+            y = np.asarray(sub["label"], dtype=int)
+            s = np.asarray(sub[name], dtype=float)
+            called = s >= threshold
+            auc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else np.nan
+            rows.append((name, g, len(y), float(y.mean()), float((called == (y == 1)).mean()),
+                         int((called & (y == 1)).sum()), int((called & (y == 0)).sum()), auc))
+    table = Table(rows=rows, names=("model", "grade", "n", "true-lens fraction", "accuracy",
+                                    "lenses called lenses", "impostors called lenses", "roc_auc"))
+    for col in ("true-lens fraction", "accuracy", "roc_auc"):
+        table[col].format = ".3f"
+    return table

@@ -134,3 +134,27 @@ def plot_critical_curves(critical, caustics, *, sources=(), labels=(), axes=None
         ax.set_xlabel("x [arcsec]")
     axes[0].set_ylabel("y [arcsec]")
     return axes
+
+
+def plot_saliency(images, maps, titles=None, *, ncols: int = 6, panel_size: float = 1.7):
+    """Cutouts with their attribution maps overlaid (positive attributions, where the model
+    found evidence for "lens", in colour); returns the Figure."""
+    images = np.asarray(images)
+    maps = np.asarray(maps)
+    if images.shape != maps.shape:
+        raise ValueError(f"images {images.shape} and maps {maps.shape} differ in shape")
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows + 0.3),
+                             squeeze=False)
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.axis("off")
+            continue
+        show_cutout(ax, images[i], titles[i] if titles is not None else None)
+        positive = np.clip(maps[i], 0, None)
+        if positive.max() > 0:
+            ax.imshow(np.ma.masked_less(positive / positive.max(), 0.15), cmap="autumn", alpha=0.55,
+                      origin="lower", vmin=0, vmax=1)
+    fig.tight_layout()
+    return fig

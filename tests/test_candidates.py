@@ -68,3 +68,68 @@ def test_no_candidate_image_is_in_the_training_set(candidates, smoke_dataset):
 def test_candidate_seed_must_differ_from_training(smoke_config):
     with pytest.raises(ValueError, match="candidate seed must differ"):
         candidate_config(smoke_config, seed=smoke_config.seed)
+
+
+def _synthetic_scores():
+    from astropy.table import Table
+
+    return Table({"index": [0, 1, 2, 3, 4, 5], "grade": ["A", "A", "B", "B", "C", "C"],
+                  "label": [1, 1, 1, 0, 0, 1], "kind": ["galaxy_galaxy"] * 6,
+                  "xception": [0.9, 0.7, 0.8, 0.6, 0.2, 0.1],
+                  "xception_fold_std": [0.0] * 6})
+
+
+def test_table_5_2_is_computed_from_the_scores():
+    from lenslib.candidates import THESIS_TABLE_5_2, table_5_2
+
+    t = table_5_2(_synthetic_scores())
+    a = t[(t["model"] == "xception") & (t["grade"] == "A")][0]
+    assert a["n"] == 2 and a["mean"] == pytest.approx(0.8) and a["std"] == pytest.approx(0.1)
+    assert a["thesis_mean"] == THESIS_TABLE_5_2["xception"]["A"][0]
+
+
+def test_truth_table_asks_whether_high_scores_are_right():
+    from lenslib.candidates import truth_table
+
+    t = truth_table(_synthetic_scores(), threshold=0.5)
+    b = t[t["grade"] == "B"][0]
+    # Grade B: a lens scored 0.8 (right) and an impostor scored 0.6 (called a lens: wrong).
+    assert b["accuracy"] == pytest.approx(0.5) and b["impostors called lenses"] == 1
+    assert b["roc_auc"] == pytest.approx(1.0)
+    c = t[t["grade"] == "C"][0]
+    assert c["lenses called lenses"] == 0 and c["roc_auc"] == pytest.approx(0.0)
+    import numpy as np
+
+    assert np.isnan(t[t["grade"] == "A"][0]["roc_auc"])  # one class only: no AUC, said as NaN
+
+
+def test_candidate_scores_average_the_fold_models(candidates, tmp_path):
+    import numpy as np
+
+    from lenslib.candidates import score_candidates
+    from lenslib.models import build_model, predict, save_model
+
+    paths = [save_model(build_model("lensflow", seed=s), tmp_path / f"fold{s}.keras") for s in (1, 2)]
+    scores = score_candidates(candidates, {"lensflow": paths})
+    each = np.stack([predict(p, candidates.images) for p in paths])
+    np.testing.assert_allclose(scores["lensflow"], each.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(scores["lensflow_fold_std"], each.std(axis=0), rtol=1e-5, atol=1e-7)
+    assert list(scores["grade"]) == list(candidates.metadata["grade"])
+    with pytest.raises(ValueError, match="no fold models"):
+        score_candidates(candidates, {"lensflow": []})
+
+
+def test_integrated_gradients_are_complete(candidates):
+    import numpy as np
+
+    from lenslib.models import build_model
+    from lenslib.preprocess import normalize
+    from lenslib.saliency import integrated_gradients
+
+    model = build_model("lensflow", seed=4)
+    images = candidates.images[:2]
+    maps = integrated_gradients(model, images, steps=64)
+    assert maps.shape == images.shape
+    p = model.predict(normalize(images)[..., None], verbose=0)[:, 1]
+    p0 = model.predict(np.zeros((1, 100, 100, 1), dtype=np.float32), verbose=0)[0, 1]
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), p - p0, atol=0.02 + 0.05 * np.abs(p - p0).max())

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
+from functools import lru_cache
 from typing import NamedTuple
 
 import astropy.units as u
@@ -148,6 +149,19 @@ def _paint_mosaic_field(field: Field, shape, config: SimulationConfig) -> np.nda
     return out
 
 
+@lru_cache(maxsize=4)
+def _taper(size: int) -> np.ndarray:
+    """1 within half a cutout of a stamp's centre, falling as cos^2 to 0 at the stamp's edge: an
+    injected object's far wings end smoothly instead of at the stamp's square border."""
+    coords = np.arange(size) - (size - 1) / 2
+    r = np.hypot(*np.meshgrid(coords, coords))
+    inner, outer = 50.0, size / 2
+    t = np.clip((r - inner) / (outer - inner), 0.0, 1.0)
+    window = np.cos(0.5 * np.pi * t) ** 2
+    window.setflags(write=False)
+    return window
+
+
 def _paste(canvas: np.ndarray, stamp: np.ndarray, x: float, y: float) -> None:
     """Add ``stamp`` to ``canvas`` with its centre on pixel (x, y), clipped at the borders."""
     size = stamp.shape[0]
@@ -166,7 +180,7 @@ def _lens_kinds(rng, config: SimulationConfig, n: int) -> list[str]:
 def make_mosaic(shape: tuple[int, int] = (4000, 4000), *, n_lenses: int = 20, n_lookalikes: int = 20,
                 config: SimulationConfig | None = None, seed: int = 0, center: SkyCoord = DEFAULT_CENTER,
                 lookalike_kinds: tuple[str, ...] = LOOKALIKE_KINDS, exposure_time: float | None = None,
-                sky_brightness: float | None = None, stamp_size: int = 160, edge: int = 60,
+                sky_brightness: float | None = None, stamp_size: int = 256, edge: int = 60,
                 min_separation: int = 150) -> MockMosaic:
     """Simulate a survey mosaic with lenses and look-alike non-lenses at known positions.
 
@@ -189,8 +203,9 @@ def make_mosaic(shape: tuple[int, int] = (4000, 4000), *, n_lenses: int = 20, n_
     exposure_time, sky_brightness : float, optional
         Seconds and mag/arcsec^2 of the whole mosaic; default the middle of the camera's ranges.
     stamp_size : int
-        Pixels a side of each injected object's stamp (larger than a 100-pixel cutout, so that
-        the wings of bright galaxies are not cut at the stamp's edge).
+        Pixels a side of each injected object's stamp.  Its light is kept whole within 50 pixels
+        of the centre (a centred cutout) and tapered smoothly (cos^2) to zero at the stamp's edge,
+        so the far wings of bright galaxies end without a square border.
     edge, min_separation : int
         Injected objects lie at least ``edge`` pixels from the borders and ``min_separation``
         pixels from one another.
@@ -212,8 +227,8 @@ def make_mosaic(shape: tuple[int, int] = (4000, 4000), *, n_lenses: int = 20, n_
     if bad or (n_lookalikes and not lookalike_kinds):
         raise ValueError(f"lookalike_kinds must be non-lens kinds from {NONLENS_KINDS} "
                          f"(got {lookalike_kinds!r})")
-    if not (isinstance(stamp_size, int) and 100 <= stamp_size <= 512):
-        raise ValueError(f"stamp_size must be an integer in [100, 512] (got {stamp_size!r})")
+    if not (isinstance(stamp_size, int) and 128 <= stamp_size <= 512):
+        raise ValueError(f"stamp_size must be an integer in [128, 512] (got {stamp_size!r})")
     ins = config.instrument
     if exposure_time is None:
         exposure_time = float(np.mean(ins.exposure_time_range))
@@ -241,7 +256,7 @@ def make_mosaic(shape: tuple[int, int] = (4000, 4000), *, n_lenses: int = 20, n_
     rows = []
     for i, (kind, (x, y), obj_seq) in enumerate(zip(kinds, positions, object_seq.spawn(len(kinds)))):
         scene = simulate_scene(kind, np.random.default_rng(obj_seq), stamp_config)
-        _paste(rate, sum(scene.components[c] for c in INJECTED_COMPONENTS), x, y)
+        _paste(rate, sum(scene.components[c] for c in INJECTED_COMPONENTS) * _taper(stamp_size), x, y)
         rec = scene.record
         rows.append({"id": i + 1, "kind": kind, "label": int(kind in LENS_KINDS), "x": x, "y": y,
                      **{k: float(rec.get(k, np.nan)) for k in _TRUTH_FLOATS}})
@@ -335,3 +350,37 @@ def evaluate_scan(tiles, truth: Table, *, thresholds=None, min_separation: float
     table.meta.update({"n_lenses": n_lenses, "n_lookalikes": int((~is_lens).sum()), "area_deg2": area_deg2,
                        "match_radius": match_radius})
     return table
+
+
+def truth_scores(tiles, truth: Table, *, radius: float = 50.0) -> np.ndarray:
+    """The best score of the scanned tiles centred within ``radius`` pixels of each injected
+    object (NaN where none was scored): how close each one came to being found."""
+    xc, yc = tiles.grid.centres()
+    flat, xc, yc = tiles.scores.ravel(), xc.ravel(), yc.ravel()
+    best = np.full(len(truth), np.nan)
+    for k, (x, y) in enumerate(zip(np.asarray(truth["x"], float), np.asarray(truth["y"], float))):
+        near = (np.hypot(xc - x, yc - y) <= radius) & np.isfinite(flat)
+        if near.any():
+            best[k] = flat[near].max()
+    return best
+
+
+def plot_truth(ax, truth: Table, candidates: Table, *, match_radius: float = 50.0) -> None:
+    """Mark on ``ax`` (pixel axes) the injected lenses, found (green) or missed (red), the
+    look-alikes (orange squares, filled when a candidate fell on one) and every candidate (cyan +)."""
+    match = match_to_truth(candidates["x"], candidates["y"], truth, radius=match_radius)
+    hit = np.zeros(len(truth), dtype=bool)
+    hit[match[match >= 0]] = True
+    lens = np.asarray(truth["label"]) == 1
+    x, y = np.asarray(truth["x"], float), np.asarray(truth["y"], float)
+    style = dict(s=160, linewidths=1.5)
+    ax.scatter(x[lens & hit], y[lens & hit], facecolors="none", edgecolors="lime", label="lens, found",
+               **style)
+    ax.scatter(x[lens & ~hit], y[lens & ~hit], facecolors="none", edgecolors="red", label="lens, missed",
+               **style)
+    ax.scatter(x[~lens & hit], y[~lens & hit], marker="s", color="orange", alpha=0.6,
+               label="look-alike, flagged", **style)
+    ax.scatter(x[~lens & ~hit], y[~lens & ~hit], marker="s", facecolors="none", edgecolors="orange",
+               label="look-alike, not flagged", **style)
+    ax.scatter(candidates["x"], candidates["y"], marker="+", color="cyan", s=60, label="candidate")
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)

@@ -365,7 +365,7 @@ def _blocks(rows: np.ndarray, per_block: int) -> list[np.ndarray]:
 
 
 def _progress_bar(total: int, progress, initial: int = 0):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     disable = None if progress is None else not progress  # None: only on a terminal
     return tqdm(total=total, initial=initial, unit="tile", desc="lenslib scan", disable=disable)
@@ -433,24 +433,31 @@ def score_tiles(data, model, *, mask=None, stride: int = DEFAULT_STRIDE,
 # --------------------------------------------------------------------------------------------
 # Dask
 # --------------------------------------------------------------------------------------------
+def local_cluster(n_workers: int | None = None):
+    """A Dask ``LocalCluster`` for scanning: ``n_workers`` processes (default: one per core), one
+    task at a time each, TensorFlow in each limited to its share of the cores."""
+    from dask.distributed import LocalCluster
+
+    cores = os.cpu_count() or 1
+    n = cores if n_workers is None else n_workers
+    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"n_workers must be a positive integer (got {n_workers!r})")
+    threads = str(max(1, cores // n))
+    env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    return LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None,
+                        env=env)
+
+
 def _dask_client(scheduler, n_workers):
-    """``(client, close)``: ``"local"`` starts a LocalCluster of ``n_workers`` processes (default:
-    one per core), each running TensorFlow on its share of the cores; an address connects to a
+    """``(client, close)``: ``"local"`` starts a :func:`local_cluster`; an address connects to a
     running scheduler; a ``distributed.Client`` is used as it is."""
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if isinstance(scheduler, Client):
         return scheduler, lambda: None
     if scheduler == "local":
-        cores = os.cpu_count() or 1
-        n = cores if n_workers is None else n_workers
-        if not (isinstance(n, int) and n >= 1):
-            raise ValueError(f"n_workers must be a positive integer (got {n_workers!r})")
-        threads = str(max(1, cores // n))
-        env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
-               "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                               env=env)
+        cluster = local_cluster(n_workers)
         client = Client(cluster)
 
         def close():
@@ -781,10 +788,20 @@ def _write_gallery(data, table: Table, path) -> None:
         plt.close(fig)
 
 
+def _cell_edges(centres: np.ndarray, size: int) -> np.ndarray:
+    """Edges of the cells around tile centres: midway between neighbours, half a step (or half
+    a tile, for a single one) beyond the first and last."""
+    if len(centres) == 1:
+        return np.array([centres[0] - size / 2, centres[0] + size / 2])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
 def plot_score_map(tiles: TileScores, data=None, *, ax=None, threshold: float | None = None,
                    cmap: str = "magma", max_display: int = 1500):
-    """Draw the tile scores over the image (or alone): each tile's score at its centre, skipped
-    tiles blank.  Returns the Axes; a colour bar shows the score."""
+    """Draw the tile scores over the image (or alone): each tile's score in a cell around its
+    centre, skipped tiles blank, and with ``threshold`` its contour.  Returns the Axes; a colour
+    bar shows the score.  A large image is shown decimated to about ``max_display`` pixels."""
     import matplotlib.pyplot as plt
 
     from .plots import DISPLAY_RANGE
@@ -792,10 +809,10 @@ def plot_score_map(tiles: TileScores, data=None, *, ax=None, threshold: float | 
 
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 6))
-    ny, nx = tiles.grid.shape
-    half = tiles.grid.stride / 2
-    xc, yc = tiles.grid.centres()
-    extent = (xc[0, 0] - half, xc[0, -1] + half, yc[0, 0] - half, yc[-1, 0] + half)
+    grid = tiles.grid
+    ny, nx = grid.shape
+    half = (grid.size - 1) / 2
+    xc, yc = grid.x0 + half, grid.y0 + half
     if data is not None:
         step = max(1, -(-max(ny, nx) // max_display))
         view = np.asarray(data[::step, ::step], dtype=np.float32)
@@ -806,19 +823,22 @@ def plot_score_map(tiles: TileScores, data=None, *, ax=None, threshold: float | 
             shown = np.where(finite, normalize(filled)[0], np.nan)
         ax.imshow(shown, cmap="gray", origin="lower", vmin=DISPLAY_RANGE[0], vmax=DISPLAY_RANGE[1],
                   extent=(-0.5, nx - 0.5, -0.5, ny - 0.5), interpolation="nearest")
-    image = ax.imshow(np.ma.masked_invalid(tiles.scores), cmap=cmap, origin="lower", vmin=0, vmax=1,
-                      extent=extent, alpha=0.55 if data is not None else 1.0, interpolation="nearest")
-    if threshold is not None:
+    mesh = ax.pcolormesh(_cell_edges(xc, grid.size), _cell_edges(yc, grid.size),
+                         np.ma.masked_invalid(tiles.scores), cmap=cmap, vmin=0, vmax=1,
+                         alpha=0.5 if data is not None else 1.0, shading="flat")
+    if threshold is not None and min(tiles.scores.shape) > 1:
         ax.contour(xc, yc, np.nan_to_num(tiles.scores, nan=0.0), levels=[threshold], colors="cyan",
                    linewidths=0.8)
     ax.set_xlim(-0.5, nx - 0.5)
     ax.set_ylim(-0.5, ny - 0.5)
+    ax.set_aspect("equal")
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")
-    ax.figure.colorbar(image, ax=ax, label="lens score", shrink=0.85)
+    ax.figure.colorbar(mesh, ax=ax, label="lens score", shrink=0.85)
     return ax
 
 
 __all__ = ["CUTOUT_SIZE", "NoCandidatesWarning", "NoWCSWarning", "ScanWarning", "SkippedTilesWarning",
-           "TileGrid", "TileScores", "candidates_table", "find_lenses", "merge_detections", "plot_score_map",
+           "TileGrid", "TileScores", "candidates_table", "find_lenses", "local_cluster", "merge_detections",
+           "plot_score_map",
            "read_image", "scan_fits", "score_tiles", "tile_grid"]

@@ -371,3 +371,32 @@ def test_evaluation_counts_recovered_lenses_and_false_positives():
     area = 300 * 400 * (PIXEL_SCALE / 3600) ** 2
     assert result["false_per_deg2"][0] == pytest.approx(2 / area)
     assert list(match_to_truth([100.0, 10.0], [101.0, 10.0], truth, radius=5)) == [0, -1]
+
+
+def test_score_map_and_truth_marks_draw_every_tile_and_object(spot_model_path, spot_image):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lenslib.mosaic import plot_truth, truth_scores
+    from lenslib.scan import plot_score_map
+
+    image = spot_image((230, 260), spots=[(99.5, 99.5)])
+    image[200:, :] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedTilesWarning)
+        tiles = score_tiles(image, spot_model_path, progress=False)
+    truth = Table({"x": [99.5, 200.0], "y": [99.5, 60.0], "label": [1, 0]})
+    ax = plot_score_map(tiles, image, threshold=0.5)
+    mesh = ax.collections[0]
+    assert mesh.get_array().shape == tiles.scores.shape  # one cell per tile
+    assert mesh.get_array().mask.sum() == tiles.n_skipped  # skipped tiles left blank
+    cands = _quiet_wcs(candidates_table, tiles)
+    plot_truth(ax, truth, cands)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["lens, found", "lens, missed", "look-alike, flagged", "look-alike, not flagged",
+                      "candidate"]
+    best = truth_scores(tiles, truth)
+    assert best[0] > 0.9 and best[1] < 0.5
+    plt.close(ax.figure)

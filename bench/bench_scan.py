@@ -1,0 +1,214 @@
+"""Survey-scan throughput and memory.
+
+Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, stride 50):
+
+- the model's bare inference rate: ``model.predict`` on the mosaic's own cutouts, already cut
+  out and normalised, in this process (the baseline, measured in this run);
+- scan throughput in one process and on a 2-worker Dask LocalCluster (cluster started and the
+  model loaded on its workers before the clock starts), as cutouts/s and as a ratio to the bare
+  rate (target 0.5 or better: tiling, reading, normalising and merging cost less than the network);
+  the three are measured in turn ``--rounds`` times and each scan is compared with the bare rate
+  measured just before it, since the load of a shared machine changes from minute to minute;
+- peak memory of a scan, each in a fresh process, at two mosaic sizes: the peak of anonymous
+  resident memory (sampled every 20 ms; the memory-mapped image's pages are file cache that the
+  kernel reclaims at will, so they are not counted) and, for reference, the peak resident set
+  (VmHWM), which includes the mapped file pages touched.
+
+    python bench/bench_scan.py                  # 3000x3000 throughput, memory at 2000 and 4000
+    python bench/bench_scan.py --size 4000 --memory-sizes 2000 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+STRIDE = 50
+BATCH = 256
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class AnonPeak:
+    """Peak of RssAnon (private resident memory), sampled in a background thread."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _status_kib("RssAnon") or 0)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_kib("RssAnon") or 0)
+
+
+def make_inputs(size: int, directory: Path, seed: int = 0) -> Path:
+    from lenslib.mosaic import make_mosaic
+
+    path = directory / f"mosaic-{size}.fits"
+    if not path.exists():
+        n = max(2, size // 400)
+        make_mosaic((size, size), n_lenses=n, n_lookalikes=n, seed=seed).to_fits(path)
+    return path
+
+
+def tile_cutouts(fits_path: Path, n: int = 2048) -> np.ndarray:
+    """The first ``n`` tiles of the mosaic's scan, normalised as the scan does."""
+    from lenslib.preprocess import normalize
+    from lenslib.scan import read_image, tile_grid
+
+    hdul, data, _, _ = read_image(fits_path)
+    grid = tile_grid(data.shape, stride=STRIDE)
+    corners = [(y, x) for y in grid.y0 for x in grid.x0][:n]
+    cutouts = np.stack([np.asarray(data[y:y + 100, x:x + 100], dtype=np.float32) for y, x in corners])
+    hdul.close()
+    return normalize(cutouts)[..., None]
+
+
+def bare_rate(model, x: np.ndarray) -> float:
+    """Cutouts/s of ``model.predict`` alone on cutouts already cut out and normalised."""
+    model.predict(x[:BATCH], batch_size=BATCH, verbose=0)  # warm up
+    start = time.perf_counter()
+    model.predict(x, batch_size=BATCH, verbose=0)
+    return len(x) / (time.perf_counter() - start)
+
+
+def scan_rate(model, fits_path: Path, **kwargs) -> tuple[float, int]:
+    """Cutouts/s of a whole scan (read, tile, normalise, score, merge) of a FITS file."""
+    from lenslib.scan import scan_fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        table = scan_fits(fits_path, model, stride=STRIDE, batch_size=BATCH, progress=False, **kwargs)
+        wall = time.perf_counter() - start
+    return table.meta["n_scored"] / wall, table.meta["n_scored"]
+
+
+def _preload(load, path) -> None:
+    load(path)
+
+
+def measure_rounds(model, model_path: Path, fits_path: Path, rounds: int) -> dict[str, list[float]]:
+    """Bare, one-process and Dask rates, measured in turn ``rounds`` times: on a shared machine the
+    load changes from minute to minute, so each scan is compared with the bare rate measured
+    just before it."""
+    from dask.distributed import Client
+
+    from lenslib.scan import _worker_model, local_cluster
+
+    x = tile_cutouts(fits_path)
+    rates: dict[str, list[float]] = {"bare": [], "single": [], "bare_d": [], "dask": [], "tiles": []}
+    with local_cluster(2) as cluster, Client(cluster) as client:
+        client.run(_preload, _worker_model, str(model_path))  # every worker loads it before timing
+        for _ in range(rounds):
+            rates["bare"].append(bare_rate(model, x))
+            rate, n = scan_rate(model, fits_path)
+            rates["single"].append(rate)
+            rates["tiles"].append(n)
+            rates["bare_d"].append(bare_rate(model, x))
+            rates["dask"].append(scan_rate(str(model_path), fits_path, scheduler=client)[0])
+    return rates
+
+
+def memory_child(fits_path: str, model_path: str) -> None:
+    """Run in a fresh process: scan and print peak memory as JSON."""
+    from lenslib.models import load_model
+
+    model = load_model(model_path)
+    with AnonPeak() as anon:
+        rate, n = scan_rate(model, Path(fits_path))
+    print(json.dumps({"anon_peak_mib": anon.peak / 1024, "hwm_mib": (_status_kib("VmHWM") or 0) / 1024,
+                      "tiles": n, "rate": rate}))
+
+
+def memory_of(size: int, fits_path: Path, model_path: Path) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--memory-child", str(fits_path), str(model_path)],
+                          capture_output=True, text=True, check=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["size"] = size
+    return result
+
+
+def _spread(values, fmt: str = ".0f") -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{np.median(values):{fmt}} [{values.min():{fmt}}-{values.max():{fmt}}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=3000, help="mosaic side for throughput (pixels)")
+    parser.add_argument("--memory-sizes", type=int, nargs=2, default=(2000, 4000),
+                        help="two mosaic sides for the memory comparison")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="a .keras lens finder (default: an untrained LensFlow; speed does not "
+                             "depend on the weights)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each rate")
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+
+    from lenslib.models import build_model, load_model, save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model_path = args.model or save_model(build_model("lensflow"), tmp / "lensflow.keras")
+        model = load_model(model_path)
+        t0 = time.perf_counter()
+        fits_path = make_inputs(args.size, tmp)
+        print(f"mock mosaic {args.size}x{args.size}: {time.perf_counter() - t0:.1f} s to simulate")
+
+        r = measure_rounds(model, Path(model_path), fits_path, args.rounds)
+        single = np.array(r["single"]) / np.array(r["bare"])
+        dask = np.array(r["dask"]) / np.array(r["bare_d"])
+        print(f"model: {model.name}, {r['tiles'][0]} tiles (stride {STRIDE}, batch {BATCH}), "
+              f"{os.cpu_count()} cores, {args.rounds} rounds (median, [min-max])")
+        bare = _spread(r["bare"] + r["bare_d"])
+        print(f"bare inference (model.predict, normalised cutouts): {bare} cutouts/s")
+        print(f"scan, one process:                  {_spread(r['single'])} cutouts/s = "
+              f"{_spread(single, '.2f')} x bare")
+        print(f"scan, Dask LocalCluster, 2 workers: {_spread(r['dask'])} cutouts/s = "
+              f"{_spread(dask, '.2f')} x bare")
+
+        for size in args.memory_sizes:
+            path = make_inputs(size, tmp)
+            mem = memory_of(size, path, Path(model_path))
+            mib = path.stat().st_size / 2**20
+            print(f"memory, {size}x{size} mosaic ({mib:.0f} MiB FITS, {mem['tiles']} tiles): "
+                  f"peak anonymous {mem['anon_peak_mib']:.0f} MiB, peak RSS incl. mapped file "
+                  f"{mem['hwm_mib']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -183,6 +183,16 @@ class _Seeds:
         return _keras().initializers.GlorotUniform(seed=self())
 
 
+def _require_side(name: str, input_shape, output_side, why: str) -> tuple[int, int, int]:
+    """Validate ``input_shape`` for a network whose last feature map has side ``output_side(side)``."""
+    input_shape = _check_input_shape(input_shape)
+    if output_side(min(input_shape[:2])) < 1:
+        minimum = next(side for side in range(1, 1024) if output_side(side) >= 1)
+        raise ValueError(f"{name} needs cutouts of at least {minimum}x{minimum} pixels ({why}); "
+                         f"got input_shape {input_shape}")
+    return input_shape
+
+
 # --- LensFlow -----------------------------------------------------------------------------------
 
 def _lensflow_output_side(size: int) -> int:
@@ -201,13 +211,10 @@ def build_lensflow(input_shape=(100, 100, 1), *, seed: int = 0):
     """
     keras = _keras()
     layers = keras.layers
-    input_shape = _check_input_shape(input_shape)
-    if _lensflow_output_side(min(input_shape[:2])) < 1:
-        raise ValueError(f"lensflow needs cutouts of at least 36x36 pixels (three 5x5 convolutions "
-                         f"and 2x2 poolings); got input_shape {input_shape}")
+    input_shape = _require_side("lensflow", input_shape, _lensflow_output_side,
+                                "three 5x5 convolutions and 2x2 poolings")
     seeds = _Seeds(seed)
-    inputs = keras.Input(input_shape, name="cutout")
-    x = inputs
+    x = inputs = keras.Input(input_shape, name="cutout")
     for i, filters in enumerate((30, 60, 90), start=1):
         x = layers.Conv2D(filters, 5, activation="tanh", kernel_initializer=seeds.glorot(),
                           name=f"conv{i}")(x)
@@ -268,10 +275,8 @@ def build_deeplens(input_shape=(100, 100, 1), *, seed: int = 0):
     """
     keras = _keras()
     layers = keras.layers
-    input_shape = _check_input_shape(input_shape)
-    if _deeplens_output_side(min(input_shape[:2])) < 1:
-        raise ValueError(f"deeplens needs cutouts of at least 33x33 pixels (four stride-2 stages "
-                         f"and a 3x3 pooling); got input_shape {input_shape}")
+    input_shape = _require_side("deeplens", input_shape, _deeplens_output_side,
+                                "four stride-2 stages and a 3x3 pooling")
     seeds = _Seeds(seed)
     inputs = keras.Input(input_shape, name="cutout")
     x = layers.Conv2D(32, 7, padding="same", kernel_initializer=seeds.glorot(), name="conv0")(inputs)

@@ -166,11 +166,22 @@ def feature_extractor(model):
 
 
 def _weights_digest(extractor) -> str:
-    """A digest of the extractor's architecture and every weight: the 'weights identity'."""
+    """A digest of what the extractor computes, its 'weights identity': input and output shapes,
+    the configuration of every layer but the weighted backbone (adapter sizes and scalings), and
+    the value of every weight in order.  Layer names are left out: Keras numbers unnamed layers
+    per process, and the same model built twice must hit the same cache."""
+    import keras
+
     h = hashlib.sha256()
-    h.update(json.dumps(extractor.get_config(), sort_keys=True, default=str).encode())
+    h.update(repr((extractor.input_shape, extractor.output_shape)).encode())
+    for layer in extractor.layers:
+        if isinstance(layer, keras.Model):
+            h.update(type(layer).__name__.encode())
+            continue
+        config = {k: v for k, v in layer.get_config().items() if k != "name"}
+        h.update(type(layer).__name__.encode() + json.dumps(config, sort_keys=True, default=str).encode())
     for w in extractor.weights:
-        h.update(w.path.encode())
+        h.update(repr(tuple(w.shape)).encode())
         h.update(np.ascontiguousarray(w.numpy()).tobytes())
     return h.hexdigest()[:16]
 

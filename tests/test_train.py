@@ -217,6 +217,10 @@ def test_feature_cache_is_keyed_and_reused(smoke_dataset, vgg16_weights, tmp_pat
     again, same = cached_features(extractor, smoke_dataset, tmp_path, model_name=model.name)
     assert same == path and path.stat().st_mtime_ns == mtime  # read back, not recomputed
     np.testing.assert_array_equal(again, features)
+    # The same model built again (Keras numbers its layers anew) hits the same cache.
+    rebuilt = build_model("vgg16", weights=vgg16_weights, input_shape=(100, 100, 1))
+    _, same = cached_features(feature_extractor(rebuilt), smoke_dataset, tmp_path, model_name="vgg16")
+    assert same == path and path.stat().st_mtime_ns == mtime
     # Other weights: another file.
     other = build_model("vgg16", weights=None, input_shape=(100, 100, 1))
     _, other_path = cached_features(feature_extractor(other), smoke_dataset, tmp_path, model_name="vgg16")

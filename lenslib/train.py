@@ -20,6 +20,7 @@ GPU when TensorFlow sees one and on the CPU otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainingConfig, get_profile
+from .cv import validation_split
 from .files import atomic_output
 from .models import build_model, make_optimizer, save_model
 from .preprocess import normalize
@@ -56,26 +58,6 @@ class FitResult:
 
 
 # --- splitting and weighting --------------------------------------------------------------------
-
-def validation_split(labels, groups, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split row positions into (train, validation): about ``fraction`` of them, whole groups at a
-    time (``groups`` = parent ids), both classes in both parts (scikit-learn's
-    ``StratifiedGroupKFold``, first fold)."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    labels, groups = np.asarray(labels), np.asarray(groups)
-    if not 0.0 < fraction <= 0.5:
-        raise ValueError(f"fraction must be in (0, 0.5] (got {fraction!r})")
-    n_groups = len(np.unique(groups))
-    n_splits = min(max(2, round(1.0 / fraction)), n_groups)
-    if n_splits < 2 or len(np.unique(labels)) < 2:
-        raise ValueError(f"cannot hold out a validation split from {len(labels)} rows in {n_groups} "
-                         f"group(s) with classes {sorted(set(labels.tolist()))}: need >= 2 groups "
-                         "and both classes")
-    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    train, val = next(splitter.split(np.zeros(len(labels)), labels, groups))
-    return train, val
-
 
 def class_weights(labels) -> dict[int, float]:
     """Balanced class weights ``n / (2 n_c)``, so both classes weigh the same in the loss."""
@@ -257,7 +239,7 @@ def _open(dataset):
     raise TypeError(f"dataset must be a LensDataset or the path of a dataset file (got {type(dataset)})")
 
 
-def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None,
+def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, val_indices=None,
         checkpoint: str | os.PathLike | None = None, fast_path="auto",
         cache_dir: str | os.PathLike | None = None, verbose: int = 0) -> FitResult:
     """Train ``model`` on ``dataset`` and return it with the best epoch's weights.
@@ -274,7 +256,10 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None,
     indices : array of int, optional
         Rows to train on (e.g. a cross-validation fold's training rows); default all rows.  A
         ``config.validation_fraction`` of them, whole parent groups at a time, is held out for
-        early stopping.
+        early stopping, unless ``val_indices`` are given.
+    val_indices : array of int, optional
+        Rows for early stopping (e.g. the validation part of a cross-validation training fold);
+        then every row of ``indices`` trains.
     checkpoint : path, optional
         A ``.keras`` file for the best model (written atomically).
     fast_path : 'auto', True or False
@@ -304,9 +289,14 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None,
         rows = np.arange(len(data)) if indices is None else np.asarray(indices, dtype=np.int64)
         if rows.ndim != 1 or len(rows) == 0 or rows.min() < 0 or rows.max() >= len(data):
             raise ValueError(f"indices must be a non-empty 1-d array of rows in [0, {len(data)})")
-        train_pos, val_pos = validation_split(data.labels[rows], data.parent_ids[rows],
-                                              config.validation_fraction, seed=config.seed)
-        train_rows, val_rows = np.sort(rows[train_pos]), np.sort(rows[val_pos])
+        if val_indices is None:
+            train_rows, val_rows = validation_split(rows, data.labels, data.parent_ids, mode="grouped",
+                                                    fraction=config.validation_fraction, seed=config.seed)
+        else:
+            train_rows, val_rows = rows, np.asarray(val_indices, dtype=np.int64)
+            if len(val_rows) == 0 or np.intersect1d(train_rows, val_rows).size:
+                raise ValueError("val_indices must be non-empty and share no row with indices")
+        train_rows, val_rows = np.sort(train_rows), np.sort(val_rows)
         weights = class_weights(data.labels[train_rows]) if config.balance_classes else None
 
         extractor = feature_extractor(model) if fast_path is not False else None
@@ -368,4 +358,64 @@ def train(name: str, dataset, *, config: TrainingConfig | None = None, regime: s
 
 
 __all__ = ["FitResult", "cached_features", "class_weights", "feature_extractor", "fit", "make_pipeline",
-           "train", "validation_split"]
+           "train", "cv_fit_predict", "score_rows"]
+
+
+# --- cross-validation -------------------------------------------------------------------------------
+
+def score_rows(result: FitResult, dataset, rows, *, batch_size: int = 128) -> np.ndarray:
+    """Lens probabilities of ``rows`` of ``dataset`` from a fitted model; with the fast path,
+    from its cached backbone features (the same numbers, without recomputing the backbone)."""
+    from .models import predict
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if result.fast_path and result.features_path is not None:
+        import h5py
+
+        with h5py.File(result.features_path, "r") as f:
+            features = f["features"][...][rows]
+        head = result.model.get_layer("head")
+        return head.predict(features, batch_size=batch_size, verbose=0)[:, 1].astype(np.float32)
+    data, opened = _open(dataset)
+    try:
+        order = np.argsort(rows)  # h5py reads need increasing indices
+        images = np.asarray(data.images[rows[order]])
+        scores = np.empty(len(rows), dtype=np.float32)
+        scores[order] = predict(result.model, images, batch_size=batch_size)
+        return scores
+    finally:
+        if opened:
+            data.images.file.close()
+
+
+def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | None = None,
+                   weights="auto", model_dir: str | os.PathLike | None = None, row: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, epochs: int | None = None):
+    """A ``fit_predict(fit, val, test, fold)`` for :func:`lenslib.cv.cross_validate`.
+
+    Each fold builds ``name`` afresh (seed ``config.seed + fold``), trains it on the ``fit`` rows
+    with early stopping on the ``val`` rows, saves it as ``<model_dir>/<row>-fold<k>.keras`` and
+    returns its scores on the validation and test rows.  ``epochs`` caps the epochs (for networks
+    trained end to end on a CPU).
+    """
+    row = row or name
+
+    def fit_predict(fit_rows, val_rows, test_rows, fold):
+        cfg = dataclasses.replace(config, seed=config.seed + fold,
+                                  epochs=config.epochs if epochs is None else epochs)
+        data, opened = _open(dataset)
+        try:
+            size = data.images.shape[1]
+            model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
+                                adapter=cfg.adapter, upsample=cfg.upsample, dropout=cfg.dropout,
+                                head_units=cfg.head_units, seed=cfg.seed)
+            checkpoint = None if model_dir is None else Path(model_dir) / f"{row}-fold{fold}.keras"
+            result = fit(model, data, config=cfg, indices=fit_rows, val_indices=val_rows,
+                         checkpoint=checkpoint, cache_dir=cache_dir)
+            scores = score_rows(result, data, np.concatenate([val_rows, test_rows]))
+        finally:
+            if opened:
+                data.images.file.close()
+        return scores[:len(val_rows)], scores[len(val_rows):]
+
+    return fit_predict

@@ -11,6 +11,7 @@ keras = pytest.importorskip("keras")
 
 import lenslib  # noqa: E402
 from lenslib.config import TrainingConfig, get_profile  # noqa: E402
+from lenslib.cv import validation_split  # noqa: E402
 from lenslib.dataset import load_dataset  # noqa: E402
 from lenslib.models import backbone_of, build_model, predict  # noqa: E402
 from lenslib.preprocess import normalize  # noqa: E402
@@ -21,7 +22,6 @@ from lenslib.train import (  # noqa: E402
     fit,
     make_pipeline,
     train,
-    validation_split,
 )
 
 
@@ -47,18 +47,19 @@ def batches(ds):
 
 def test_validation_split_keeps_families_together(smoke_dataset):
     labels, groups = smoke_dataset.labels, smoke_dataset.parent_ids
-    train_pos, val_pos = validation_split(labels, groups, 0.25, seed=1)
+    rows = np.arange(len(labels))
+    train_pos, val_pos = validation_split(rows, labels, groups, fraction=0.25, seed=1)
     assert len(np.intersect1d(train_pos, val_pos)) == 0
     assert len(train_pos) + len(val_pos) == len(labels)
     assert not set(groups[train_pos]) & set(groups[val_pos])  # an image and its copies stay together
     assert set(labels[val_pos]) == {0, 1}
     assert 0.15 < len(val_pos) / len(labels) < 0.35
-    again = validation_split(labels, groups, 0.25, seed=1)
+    again = validation_split(rows, labels, groups, fraction=0.25, seed=1)
     np.testing.assert_array_equal(val_pos, again[1])
     with pytest.raises(ValueError, match="fraction"):
-        validation_split(labels, groups, 0.9)
-    with pytest.raises(ValueError, match="both classes"):
-        validation_split(np.ones(10), np.arange(10), 0.2)
+        validation_split(rows, labels, groups, fraction=0.9)
+    with pytest.raises(ValueError, match="holds only"):
+        validation_split(np.arange(10), np.ones(10), np.arange(10), fraction=0.2)
 
 
 def test_class_weights_balance_the_classes():

@@ -393,7 +393,8 @@ def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | 
                    cache_dir: str | os.PathLike | None = None, epochs: int | None = None):
     """A ``fit_predict(fit, val, test, fold)`` for :func:`lenslib.cv.cross_validate`.
 
-    Each fold builds ``name`` afresh (seed ``config.seed + fold``), trains it on the ``fit`` rows
+    Each fold builds ``name`` afresh from the same seed, trains it (shuffling with seed
+    ``config.seed + fold``) on the ``fit`` rows
     with early stopping on the ``val`` rows, saves it as ``<model_dir>/<row>-fold<k>.keras`` and
     returns its scores on the validation and test rows.  ``epochs`` caps the epochs (for networks
     trained end to end on a CPU).
@@ -401,14 +402,19 @@ def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | 
     row = row or name
 
     def fit_predict(fit_rows, val_rows, test_rows, fold):
+        import keras
+
         cfg = dataclasses.replace(config, seed=config.seed + fold,
                                   epochs=config.epochs if epochs is None else epochs)
         data, opened = _open(dataset)
         try:
             size = data.images.shape[1]
+            # The same initial model in every fold (a frozen random backbone is then one fixed
+            # feature extractor, cached once); the folds differ by their data and shuffling.
+            keras.utils.set_random_seed(config.seed)
             model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
                                 adapter=cfg.adapter, upsample=cfg.upsample, dropout=cfg.dropout,
-                                head_units=cfg.head_units, seed=cfg.seed)
+                                head_units=cfg.head_units, seed=config.seed)
             checkpoint = None if model_dir is None else Path(model_dir) / f"{row}-fold{fold}.keras"
             result = fit(model, data, config=cfg, indices=fit_rows, val_indices=val_rows,
                          checkpoint=checkpoint, cache_dir=cache_dir)

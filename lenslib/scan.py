@@ -718,14 +718,16 @@ def _image_hdu(hdul, path, hdu) -> int:
     return index
 
 
-def _check_out(out) -> Path | None:
-    if out is None:
+def check_table_path(path) -> Path | None:
+    """``path`` as a Path, after checking that its extension names a table format that
+    :func:`lenslib.files.write_table` writes (checked before a long run, not after it)."""
+    if path is None:
         return None
-    out = Path(out)
-    if out.suffix.lower() not in _TABLE_SUFFIXES:
-        raise ValueError(f"the catalog's format follows its extension: use one of {_TABLE_SUFFIXES} "
-                         f"(got {out})")
-    return out
+    path = Path(path)
+    if path.suffix.lower() not in _TABLE_SUFFIXES:
+        raise ValueError(f"a table's format follows its extension: use one of {_TABLE_SUFFIXES} "
+                         f"(got {path})")
+    return path
 
 
 def scan_fits(path, model, out=None, *, hdu=None, gallery=None, n_gallery: int = 24, **kwargs) -> Table:
@@ -749,7 +751,7 @@ def scan_fits(path, model, out=None, *, hdu=None, gallery=None, n_gallery: int =
         Passed to :func:`find_lenses` (``stride``, ``threshold``, ``min_separation``,
         ``batch_size``, ``checkpoint``, ``scheduler``, ``n_workers``, ``progress``).
     """
-    out = _check_out(out)
+    out = check_table_path(out)
     if gallery is not None and Path(gallery).suffix.lower() != ".png":
         raise ValueError(f"gallery must be a .png file (got {gallery})")
     hdul, data, wcs, index = read_image(path, hdu)
@@ -840,6 +842,5 @@ def plot_score_map(tiles: TileScores, data=None, *, ax=None, threshold: float | 
 
 
 __all__ = ["CUTOUT_SIZE", "NoCandidatesWarning", "NoWCSWarning", "ScanWarning", "SkippedTilesWarning",
-           "TileGrid", "TileScores", "candidates_table", "find_lenses", "local_cluster", "merge_detections",
-           "plot_score_map",
-           "read_image", "scan_fits", "score_tiles", "tile_grid"]
+           "TileGrid", "TileScores", "candidates_table", "check_table_path", "find_lenses", "local_cluster",
+           "merge_detections", "plot_score_map", "read_image", "scan_fits", "score_tiles", "tile_grid"]

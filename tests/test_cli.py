@@ -113,9 +113,20 @@ def test_simulate_prints_the_dataset_path(smoke_dataset_path, capsys):
     assert capsys.readouterr().out.strip() == str(smoke_dataset_path)
 
 
-def test_cv_says_it_is_not_available_yet(capsys):
-    assert main(["cv"]) == 2
-    assert "not yet available" in capsys.readouterr().err
+def test_cv_writes_a_table_and_resumes_finished_folds(smoke_dataset_path, tmp_path, capsys):
+    argv = ["cv", "--profile", "smoke", "--models", "gmm", "--modes", "grouped", "thesis",
+            "--data-dir", str(Path(smoke_dataset_path).parent), "--results-dir", str(tmp_path)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "gmm [grouped] fold 2/2: trained" in captured.err
+    table = Table.read(tmp_path / "smoke" / "cv_table.ecsv")
+    assert list(table["model"]) == ["gmm", "gmm"] and list(table["split"]) == ["grouped", "thesis"]
+    assert list(table["weights"]) == ["scikit-learn", "scikit-learn"]
+    assert 0.0 <= table["roc_auc"][0] <= 1.0 and "table written to" in captured.out
+    assert main(argv + ["--out", str(tmp_path / "again.csv")]) == 0
+    assert "gmm [grouped] fold 1/2: loaded from" in capsys.readouterr().err
+    assert main(argv + ["--out", str(tmp_path / "table.txt")]) == 2
+    assert "format follows its extension" in capsys.readouterr().err
 
 
 def test_help_and_usage_errors(capsys):

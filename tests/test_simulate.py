@@ -100,7 +100,6 @@ def test_render_lens_system_obeys_the_lens_equation():
     assert quad.record["n_source_images"] == 4 and double.record["n_source_images"] == 2
     assert quad.record["magnification"] > double.record["magnification"] > 1
     assert quad.components["lensed"].sum() > 0 and not quad.components["feature"].any()
-    # Magnification conserves surface brightness: the lensed flux is mu times the source's.
     critical, caustics = critical_curves_and_caustics(quad.record["lens_kwargs"])
     radius = np.hypot(*critical[0])
     assert 0.8 < np.median(radius) < 1.6  # the tangential critical curve sits near theta_E

@@ -15,7 +15,6 @@ from sklearn.decomposition import KernelPCA
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -65,10 +64,11 @@ def shortcut_auc(features: np.ndarray, labels, groups, *, n_splits: int = 3, see
 
     Folds are grouped by ``groups`` (parent ids), so augmented copies never straddle a split.
     """
+    from .cv import make_folds
+
     labels = np.asarray(labels)
-    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     aucs = []
-    for train, test in folds.split(features, labels, groups):
+    for train, test in make_folds(labels, groups, n_splits, mode="grouped", seed=seed):
         model = HistGradientBoostingClassifier(random_state=seed, max_iter=200)
         model.fit(features[train], labels[train])
         aucs.append(roc_auc_score(labels[test], model.predict_proba(features[test])[:, 1]))

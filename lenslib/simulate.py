@@ -66,7 +66,6 @@ class _Grid:
         self.coords = (np.arange(n) - (n - 1) / 2) * self.step
         self.x, self.y = np.meshgrid(self.coords, self.coords)
         self.subpixel_area = self.step**2
-        self.half_width = self.coords[-1]
 
     def box(self, cx: float, cy: float, radius: float | None):
         """Slices of the supersampled grid within ``radius`` of (cx, cy); the whole grid if None."""
@@ -315,7 +314,7 @@ def _lens_model_kwargs(gal, rng, theta_e):
     return kwargs, q_mass, gamma
 
 
-def _arc_snr(signal, variance, exposure_time):
+def _arc_snr(signal, variance):
     """Collett (2015) detectability: summed signal over pixels above 1 sigma / its noise."""
     sigma = np.sqrt(variance)
     mask = signal > sigma
@@ -346,6 +345,7 @@ class _Observation:
         self.grid = _grid(config.image_size, ins.pixel_scale, config.supersampling)
         self.exposure_time = float(rng.uniform(*ins.exposure_time_range))
         self.sky_brightness = float(rng.uniform(*ins.sky_brightness_range))
+        self.has_artifact = False  # drawn when the image is observed
         shape_fine = self.grid.x.shape
         shape_native = (self.grid.n_native, self.grid.n_native)
         self.fine = {c: np.zeros(shape_fine) for c in COMPONENTS}
@@ -471,7 +471,7 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     lensed = np.clip(grid.crop(fftconvolve(grid.bin(lensed_fine) + lensed_points, kernel, mode="same")),
                      0.0, None)
     variance = obs.variance(base_total + lensed)
-    snr = _arc_snr(lensed, variance, obs.exposure_time)
+    snr = _arc_snr(lensed, variance)
     if snr < config.min_arc_snr:
         return None
     coverage = _azimuthal_coverage(lensed, variance, grid, gal["cx"], gal["cy"], theta_e)
@@ -490,7 +490,7 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
         "n_source_images": n_img, "arc_snr": snr, "arc_coverage": coverage,
         "image_config": config_name,
     }
-    record.update(_observing_record(obs, image))
+    record.update(_observing_record(obs))
     return Scene(image=image, components=components, record=record)
 
 
@@ -532,9 +532,9 @@ def render_lens_system(*, theta_e: float, source_x: float, source_y: float, conf
     record = {"kind": "lensed_quasar" if point is not None else "galaxy_galaxy", "label": 1,
               "theta_e": theta_e, "source_x": source_x, "source_y": source_y,
               "magnification": lensed_total / unlensed_total, "n_source_images": len(x_img),
-              "arc_snr": _arc_snr(components["lensed"], variance, obs.exposure_time),
+              "arc_snr": _arc_snr(components["lensed"], variance),
               "n_field_objects": n_field, "lens_kwargs": lens_kwargs}
-    record.update(_observing_record(obs, image))
+    record.update(_observing_record(obs))
     return Scene(image=image, components=components, record=record)
 
 
@@ -575,9 +575,9 @@ def _add_artifacts(image, rng, obs):
                 image[i, j] += level
 
 
-def _observing_record(obs, image):
+def _observing_record(obs):
     return {"exposure_time": obs.exposure_time, "sky_brightness": obs.sky_brightness,
-            "has_artifact": getattr(obs, "has_artifact", False)}
+            "has_artifact": obs.has_artifact}
 
 
 # --------------------------------------------------------------------------------------------
@@ -767,13 +767,13 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
     n_field = _render_field(obs.fine["field"], obs.points["field"], grid, rng, config)
     components = obs.rates()
     variance = obs.variance(sum(components.values()))
-    rec["feature_snr"] = _arc_snr(components["feature"], variance, obs.exposure_time)
+    rec["feature_snr"] = _arc_snr(components["feature"], variance)
     if components["feature"].any() and rec["feature_snr"] < config.min_arc_snr:
         return None
     rec["feature_radius"] = float(feature_radius)
     rec["n_field_objects"] = n_field
     image = _observe(components, rng, obs)
-    rec.update(_observing_record(obs, image))
+    rec.update(_observing_record(obs))
     return Scene(image=image, components=components, record=rec)
 
 

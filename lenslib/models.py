@@ -470,7 +470,9 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
         Transfer models: dropout rate and width of the new head's hidden layer.
     seed : int
         Seeds every initializer and dropout layer lenslib adds (and the Glorot re-draw of
-        ``scratch``), so the same arguments give the same initial weights.
+        ``scratch``), and Keras's global random state (``keras.utils.set_random_seed``) before
+        the backbone is built, so that a backbone with random weights (``weights=None``) is the
+        same too: the same arguments give the same initial weights, in any process.
 
     Raises
     ------
@@ -499,6 +501,9 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
         raise ValueError(f"weights must be 'auto', 'imagenet', 'hed-vgg16', None or a file path "
                          f"(got {weights!r})")
 
+    # Keras's own initializers (a random backbone's) draw from the global state: seed it, so the
+    # model a user trains on the whole dataset is the one cross-validation evaluated.
+    _keras().utils.set_random_seed(int(seed))
     if not transfer:
         if regime != "scratch":
             raise ValueError(f"{name} has no pretrained backbone: regime must be 'scratch' "

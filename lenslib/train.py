@@ -402,16 +402,15 @@ def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | 
     row = row or name
 
     def fit_predict(fit_rows, val_rows, test_rows, fold):
-        import keras
 
         cfg = dataclasses.replace(config, seed=config.seed + fold,
                                   epochs=config.epochs if epochs is None else epochs)
         data, opened = _open(dataset)
         try:
             size = data.images.shape[1]
-            # The same initial model in every fold (a frozen random backbone is then one fixed
-            # feature extractor, cached once); the folds differ by their data and shuffling.
-            keras.utils.set_random_seed(config.seed)
+            # The same initial model in every fold (build_model seeds it; a frozen random
+            # backbone is then one fixed feature extractor, cached once); the folds differ by
+            # their data and shuffling.
             model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
                                 adapter=cfg.adapter, upsample=cfg.upsample, dropout=cfg.dropout,
                                 head_units=cfg.head_units, seed=config.seed)

@@ -18,26 +18,37 @@ def integrated_gradients(model, cutouts, *, steps: int = 32, batch_size: int = 3
 
     ``cutouts`` are in e-/s, ``(N, H, W)``; the maps are in the units of the lens probability
     and sum (over pixels) to about ``p(cutout) - p(blank sky)`` (the completeness property).
+    The ``steps + 1`` points of every cutout's path are streamed through one compiled gradient
+    function in full batches of ``batch_size`` (points of several cutouts share a batch), which
+    is several times faster than calling a large network eagerly image by image.
     """
     import tensorflow as tf
 
     if not (isinstance(steps, int) and steps >= 2):
         raise ValueError(f"steps must be an integer >= 2 (got {steps!r})")
-    x = normalize(cutouts)[..., None]
-    alphas = tf.reshape(tf.linspace(0.0, 1.0, steps + 1), (-1, 1, 1, 1))
-    maps = []
-    for image in x:
-        image = tf.convert_to_tensor(image[None], dtype=tf.float32)
-        grads = []
-        path = alphas * image  # the baseline is all zeros
-        for start in range(0, steps + 1, batch_size):
-            chunk = path[start:start + batch_size]
-            with tf.GradientTape() as tape:
-                tape.watch(chunk)
-                prob = model(chunk, training=False)[:, 1]
-            grads.append(tape.gradient(prob, chunk))
-        grads = tf.concat(grads, axis=0)
-        # Trapezoidal rule along the straight path from the baseline to the image.
-        avg = tf.reduce_mean((grads[:-1] + grads[1:]) / 2.0, axis=0)
-        maps.append((avg * image[0]).numpy()[..., 0])
-    return np.stack(maps)
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+    x = normalize(cutouts)[..., None].astype(np.float32)
+    points = steps + 1
+    alphas = np.linspace(0.0, 1.0, points, dtype=np.float32)  # the baseline is all zeros
+    # Trapezoidal rule along the straight path from the baseline to the image.
+    rule = np.full(points, 1.0 / steps, dtype=np.float32)
+    rule[[0, -1]] /= 2
+
+    @tf.function
+    def gradients(batch):
+        with tf.GradientTape() as tape:
+            tape.watch(batch)
+            prob = model(batch, training=False)[:, 1]
+        return tape.gradient(prob, batch)
+
+    mean_grads = np.zeros_like(x)
+    flat = np.arange(len(x) * points)
+    batch = np.zeros((batch_size,) + x.shape[1:], dtype=np.float32)
+    for start in range(0, flat.size, batch_size):
+        image, step = np.divmod(flat[start:start + batch_size], points)
+        batch[:] = 0.0  # a short last batch is padded, so the function is traced once
+        batch[:len(image)] = alphas[step, None, None, None] * x[image]
+        grads = gradients(tf.constant(batch)).numpy()[:len(image)]
+        np.add.at(mean_grads, image, grads * rule[step, None, None, None])
+    return (mean_grads * x)[..., 0]

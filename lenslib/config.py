@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 
 #: Bump when the simulator, augmentation or file layout changes what a config produces.
-SIMULATOR_VERSION = "1"
+SIMULATOR_VERSION = "2"
 
 #: Smallest cutout the models of :mod:`lenslib.models` accept: LensFlow's three 5x5
 #: convolutions and 2x2 poolings need at least 36 pixels; we ask for a margin above that.
@@ -48,6 +48,10 @@ OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam", "nadam")
 #: How a transfer model's input adapter brings a cutout to its backbone (see :mod:`lenslib.models`):
 #: a fixed bilinear resize, or learned transposed convolutions (the thesis's "deconvolutional layers").
 ADAPTER_NAMES = ("resize", "deconv")
+
+#: PSF shapes of :mod:`lenslib.instrument`: HST's broad-band obscured Airy pattern with spider
+#: spikes and charge diffusion, or a Moffat profile (a ground-based or degraded space PSF).
+PSF_MODELS = ("airy", "moffat")
 
 
 def _fail(owner: str, name: str, allowed: str, value) -> None:
@@ -79,14 +83,16 @@ def _check_interval(owner, name, value, low, high):
 
 
 def _check_mix(owner, name, value, known):
-    allowed = f"a tuple of (kind, weight) pairs with kinds from {known} and weights >= 0 summing > 0"
+    allowed = f"a tuple of (kind, weight) pairs with kinds from {known} and finite weights >= 0 summing > 0"
     if not isinstance(value, tuple) or not value:
         _fail(owner, name, allowed, value)
     seen = set()
     for item in value:
         if not (isinstance(item, tuple) and len(item) == 2 and item[0] in known):
             _fail(owner, name, allowed, value)
-        if item[0] in seen or not isinstance(item[1], (int, float)) or item[1] < 0:
+        weight = item[1]
+        if (item[0] in seen or isinstance(weight, bool) or not isinstance(weight, (int, float))
+                or not math.isfinite(weight) or weight < 0):
             _fail(owner, name, allowed, value)
         seen.add(item[0])
     if sum(w for _, w in value) <= 0:
@@ -117,9 +123,16 @@ class InstrumentConfig:
     n_exposures: int = 4
     exposure_time_range: tuple = (1200.0, 2400.0)  # s, drawn per cutout
     sky_brightness_range: tuple = (21.9, 22.6)  # mag / arcsec^2, drawn per cutout
+    psf_model: str = "airy"  # one of PSF_MODELS
+    moffat_fwhm: float = 0.15  # arcsec, used when psf_model == "moffat"
+    moffat_beta: float = 3.0  # Moffat wing index, used when psf_model == "moffat"
 
     def __post_init__(self):
         o = "InstrumentConfig"
+        if self.psf_model not in PSF_MODELS:
+            _fail(o, "psf_model", f"one of {PSF_MODELS}", self.psf_model)
+        _check_range(o, "moffat_fwhm", self.moffat_fwhm, 0.0, 5.0, low_open=True)
+        _check_range(o, "moffat_beta", self.moffat_beta, 1.0, 20.0, low_open=True)
         _check_range(o, "pixel_scale", self.pixel_scale, 0.0, 1.0, low_open=True)
         _check_range(o, "wavelength_um", self.wavelength_um, 0.1, 5.0)
         _check_range(o, "mirror_diameter_m", self.mirror_diameter_m, 0.1, 50.0)
@@ -171,20 +184,28 @@ class SimulationConfig:
     seed: int = 2018
     supersampling: int = 2
     theta_e_range: tuple = (0.5, 2.5)  # arcsec
-    min_arc_snr: float = 15.0  # lensed light (and a look-alike's feature) must show this well
+    min_arc_snr: float = 15.0  # lensed light (and a look-alike's feature): Collett (2015) SNR
+    min_arc_visibility: float = 20.0  # and SNR over the pixels where it dominates (see simulate)
     min_magnification: float = 2.0
+    deflector_sigma_v_median: float = 230.0  # km/s, log-normal, 0.08 dex
+    deflector_z_mean: float = 0.5  # normal, sigma 0.2, clipped to [0.1, 1.0]
+    source_z_mean: float = 2.0  # normal, sigma 0.6, clipped to [z_lens + 0.3, 4.0]
+    source_mag_range: tuple = (21.0, 26.5)  # unlensed I-band AB, dN/dm ~ 10^(0.3 m)
+    source_r_eff_range: tuple = (0.05, 0.35)  # arcsec, uniform
     lens_kinds: tuple = (("galaxy_galaxy", 0.75), ("lensed_quasar", 0.25))
+    #: Half the non-lenses are the lenses' own deflectors without a lensed source ("elliptical":
+    #: the same population, drawn by the same code), so only the lensed light tells them apart.
     nonlens_kinds: tuple = (
-        ("elliptical", 0.16),
-        ("spiral", 0.12),
-        ("ring_galaxy", 0.09),
-        ("edge_on_disk", 0.07),
-        ("merger", 0.10),
-        ("companion", 0.16),
-        ("tidal_features", 0.10),
-        ("star", 0.06),
-        ("double_star", 0.06),
-        ("empty_field", 0.08),
+        ("elliptical", 0.50),
+        ("spiral", 0.06),
+        ("ring_galaxy", 0.07),
+        ("edge_on_disk", 0.03),
+        ("merger", 0.05),
+        ("companion", 0.12),
+        ("tidal_features", 0.07),
+        ("star", 0.03),
+        ("double_star", 0.03),
+        ("empty_field", 0.04),
     )
     field_density_at_24: float = 6.0e4  # galaxies brighter than I=24 per deg^2
     field_count_slope: float = 0.33  # d log10 N / d mag
@@ -204,7 +225,13 @@ class SimulationConfig:
         _check_range(o, "supersampling", self.supersampling, 1, 8, integer=True)
         _check_interval(o, "theta_e_range", self.theta_e_range, 0.05, 10.0)
         _check_range(o, "min_arc_snr", self.min_arc_snr, 0.0, 1000.0)
+        _check_range(o, "min_arc_visibility", self.min_arc_visibility, 0.0, 1000.0)
         _check_range(o, "min_magnification", self.min_magnification, 1.0, 100.0)
+        _check_range(o, "deflector_sigma_v_median", self.deflector_sigma_v_median, 100.0, 500.0)
+        _check_range(o, "deflector_z_mean", self.deflector_z_mean, 0.1, 1.0)
+        _check_range(o, "source_z_mean", self.source_z_mean, 0.5, 4.0)
+        _check_interval(o, "source_mag_range", self.source_mag_range, 15.0, 32.0)
+        _check_interval(o, "source_r_eff_range", self.source_r_eff_range, 0.005, 3.0)
         _check_mix(o, "lens_kinds", self.lens_kinds, LENS_KINDS)
         _check_mix(o, "nonlens_kinds", self.nonlens_kinds, NONLENS_KINDS)
         _check_range(o, "field_density_at_24", self.field_density_at_24, 0.0, 1e7)

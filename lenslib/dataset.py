@@ -66,10 +66,14 @@ METADATA_COLUMNS: dict[str, tuple[str, object, str]] = {
     "magnification": ("float32", None, "total magnification of the source"),
     "n_source_images": ("int16", None, "images of the source centre (lens equation)"),
     "arc_snr": ("float32", None, "signal-to-noise of the lensed light (Collett 2015)"),
+    "arc_visibility": ("float32", None, "signal-to-noise of the lensed light over the pixels where it "
+                       "exceeds 2 sigma and outshines all other light"),
     "arc_coverage": ("float32", None, "fraction of azimuth around the lens covered by arcs"),
     "central_mag": ("float32", u.mag, "magnitude of a central object that is not deflector-like"),
     "feature_mag": ("float32", u.mag, "magnitude of a look-alike feature (ring, arclet, shell...)"),
     "feature_snr": ("float32", None, "signal-to-noise of the look-alike feature (Collett 2015)"),
+    "feature_visibility": ("float32", None, "the look-alike feature's SNR where it exceeds 2 sigma and "
+                           "outshines all other light"),
     "feature_radius": ("float32", u.arcsec, "distance or radius of the look-alike feature"),
     "n_field_objects": ("int16", None, "field galaxies and stars drawn around the cutout"),
     "exposure_time": ("float32", u.s, "exposure time of this cutout"),

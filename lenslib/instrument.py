@@ -45,20 +45,30 @@ def _broadband_airy(r_arcsec: np.ndarray, instrument: InstrumentConfig) -> np.nd
     return np.mean([_obscured_airy(r_arcsec, lam, instrument) for lam in lambdas], axis=0)
 
 
+def _moffat(r_arcsec: np.ndarray, fwhm: float, beta: float) -> np.ndarray:
+    """A Moffat profile of the given FWHM (arcsec) and wing index ``beta``, peak 1: the shape of
+    a seeing-limited or degraded PSF, with broader wings than a Gaussian."""
+    alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    return (1 + (r_arcsec / alpha) ** 2) ** -beta
+
+
 @lru_cache(maxsize=8)
 def _psf_cached(instrument: InstrumentConfig) -> tuple[np.ndarray, np.ndarray]:
     n = instrument.psf_size * _PSF_OVERSAMPLING
     step = instrument.pixel_scale / _PSF_OVERSAMPLING
     coords = (np.arange(n) - (n - 1) / 2) * step
     xx, yy = np.meshgrid(coords, coords)
-    fine = _broadband_airy(np.hypot(xx, yy), instrument)
-    # Diffraction spikes of the secondary-mirror spider: faint streaks along the two axes.
-    spike_width = 0.6 * step
-    spikes = np.exp(-0.5 * (yy / spike_width) ** 2) + np.exp(-0.5 * (xx / spike_width) ** 2)
-    spikes *= 2e-3 * (0.1 / np.maximum(np.hypot(xx, yy), 0.1)) ** 2
-    fine = fine + spikes
-    sigma_cd = instrument.charge_diffusion_fwhm / 2.3548 / step
-    fine = gaussian_filter(fine, sigma_cd, mode="constant")
+    if instrument.psf_model == "moffat":
+        fine = _moffat(np.hypot(xx, yy), instrument.moffat_fwhm, instrument.moffat_beta)
+    else:
+        fine = _broadband_airy(np.hypot(xx, yy), instrument)
+        # Diffraction spikes of the secondary-mirror spider: faint streaks along the two axes.
+        spike_width = 0.6 * step
+        spikes = np.exp(-0.5 * (yy / spike_width) ** 2) + np.exp(-0.5 * (xx / spike_width) ** 2)
+        spikes *= 2e-3 * (0.1 / np.maximum(np.hypot(xx, yy), 0.1)) ** 2
+        fine = fine + spikes
+        sigma_cd = instrument.charge_diffusion_fwhm / 2.3548 / step
+        fine = gaussian_filter(fine, sigma_cd, mode="constant")
     fine /= fine.sum()
     kernel = fine.reshape(instrument.psf_size, _PSF_OVERSAMPLING, instrument.psf_size, _PSF_OVERSAMPLING)
     kernel = kernel.sum(axis=(1, 3))

@@ -176,16 +176,19 @@ def _uniform_angle(rng):
     return rng.uniform(0, np.pi)
 
 
-def _draw_massive_elliptical(rng, zero_point):
+def _draw_massive_elliptical(rng, config):
     """A massive early-type galaxy: the lens population and its look-alikes share it.
 
-    Velocity dispersion ~ log-normal around 230 km/s (SDSS velocity-function shape), lens
-    redshift ~ N(0.5, 0.2) clipped to [0.1, 1.0]; I-band luminosity from a Faber-Jackson relation
-    (M_I = -22.0 - 10 log10(sigma / 200 km/s), 0.4 mag scatter) with a crude k-correction; size
-    from the sigma-R_e correlation (R_e = 4 kpc (sigma/200)^1.2, 0.15 dex scatter).
+    Velocity dispersion log-normal around ``config.deflector_sigma_v_median`` (0.08 dex, the
+    SDSS velocity-function shape), redshift ~ N(``config.deflector_z_mean``, 0.2) clipped to
+    [0.1, 1.0]; I-band luminosity from a Faber-Jackson relation (M_I = -22.0 - 10 log10(sigma /
+    200 km/s), 0.4 mag scatter) with a crude k-correction; size from the sigma-R_e correlation
+    (R_e = 4 kpc (sigma/200)^1.2, 0.15 dex scatter).  Four in ten are lenticulars with an
+    exponential disk holding 20-50% of the light, lenses and non-lenses alike.
     """
-    sigma_v = float(np.clip(230.0 * 10 ** rng.normal(0, 0.08), 140.0, 420.0))
-    z = float(np.clip(rng.normal(0.5, 0.2), 0.1, 1.0))
+    zero_point = config.instrument.zero_point_ab
+    sigma_v = float(np.clip(config.deflector_sigma_v_median * 10 ** rng.normal(0, 0.08), 140.0, 420.0))
+    z = float(np.clip(rng.normal(config.deflector_z_mean, 0.2), 0.1, 1.0))
     dist_mod = Planck18.distmod(z).value
     abs_mag = -22.0 - 10 * np.log10(sigma_v / 200.0) + rng.normal(0, 0.4)
     mag = abs_mag + dist_mod + 2.5 * np.log10(1 + z)
@@ -196,6 +199,8 @@ def _draw_massive_elliptical(rng, zero_point):
         "r_eff": float(np.clip(r_eff, 0.1, 3.0)), "n": float(rng.uniform(3.0, 5.5)),
         "q": float(rng.uniform(0.55, 1.0)), "phi": _uniform_angle(rng),
         "cx": float(rng.normal(0, 0.05)), "cy": float(rng.normal(0, 0.05)),
+        "disk_fraction": float(rng.uniform(0.2, 0.5)) if rng.uniform() < 0.4 else 0.0,
+        "disk_scale": float(rng.uniform(1.2, 2.0)), "disk_q": float(rng.uniform(0.25, 0.7)),
     }
 
 
@@ -288,13 +293,14 @@ def _render_field(fine, native_points, grid, rng, config) -> int:
     return field.n_objects
 
 
-def _add_deflector_light(fine, grid, gal, *, disk_fraction=0.0, rng=None):
+def _add_deflector_light(fine, grid, gal):
+    """A massive galaxy's light: its Sersic bulge and, for a lenticular, its exponential disk."""
+    disk_fraction = gal["disk_fraction"]
     _add_sersic(fine, grid, gal["rate"] * (1 - disk_fraction), gal["cx"], gal["cy"], gal["r_eff"],
                 gal["n"], gal["q"], gal["phi"], whole=True)
     if disk_fraction > 0:
         _add_sersic(fine, grid, gal["rate"] * disk_fraction, gal["cx"], gal["cy"],
-                    gal["r_eff"] * rng.uniform(1.2, 2.0), 1.0, rng.uniform(0.25, 0.7), gal["phi"],
-                    whole=True)
+                    gal["r_eff"] * gal["disk_scale"], 1.0, gal["disk_q"], gal["phi"], whole=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,6 +318,20 @@ def _lens_model_kwargs(gal, rng, theta_e):
          "ra_0": 0.0, "dec_0": 0.0},
     ]
     return kwargs, q_mass, gamma
+
+
+def _visibility(signal, other, variance, n_sigma: float = 2.0):
+    """Signal-to-noise of light an observer can point to: summed over the pixels where it
+    exceeds ``n_sigma`` times the noise *and* outshines every other light (the lens galaxy, the
+    field), over the noise of those pixels; 0 where no pixel qualifies.
+
+    Collett's :func:`_arc_snr` sums every pixel above 1 sigma, so faint light spread under a bright
+    lens galaxy can pass it while no pixel shows it; this measure cannot.
+    """
+    mask = (signal > n_sigma * np.sqrt(variance)) & (signal > other)
+    if not mask.any():
+        return 0.0
+    return float(signal[mask].sum() / np.sqrt(variance[mask].sum()))
 
 
 def _arc_snr(signal, variance):
@@ -369,11 +389,13 @@ class _Observation:
                               sky_brightness=self.sky_brightness, instrument=self.config.instrument)
 
 
-def _simulate_lens(kind: str, rng: np.random.Generator, config: SimulationConfig) -> Scene:
-    ins = config.instrument
+def _simulate_lens(kind: str, rng: np.random.Generator, config: SimulationConfig, *,
+                   lensed_light: bool = True) -> Scene:
+    """A lens of ``kind``; with ``lensed_light=False`` the same draw observed without the light of
+    its source (the lens population's unlensed twin, see :func:`_simulate_unlensed_twin`)."""
     for _ in range(_MAX_TRIES):
-        gal = _draw_massive_elliptical(rng, ins.zero_point_ab)
-        z_s = float(np.clip(rng.normal(2.0, 0.6), gal["z"] + 0.3, 4.0))
+        gal = _draw_massive_elliptical(rng, config)
+        z_s = float(np.clip(rng.normal(config.source_z_mean, 0.6), gal["z"] + 0.3, 4.0))
         theta_e = _einstein_radius(gal["sigma_v"], gal["z"], z_s)
         if not config.theta_e_range[0] <= theta_e <= config.theta_e_range[1]:
             continue
@@ -387,7 +409,7 @@ def _simulate_lens(kind: str, rng: np.random.Generator, config: SimulationConfig
         beta_x, beta_y = _LENS_MODEL.ray_shooting(grid.x, grid.y, lens_kwargs)
         for _ in range(8):
             scene = _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_total,
-                                beta_x, beta_y)
+                                beta_x, beta_y, lensed_light)
             if scene is not None:
                 scene.record.update({
                     "kind": kind, "label": 1, "theta_e": theta_e, "z_lens": gal["z"], "z_source": z_s,
@@ -397,7 +419,26 @@ def _simulate_lens(kind: str, rng: np.random.Generator, config: SimulationConfig
                 })
                 return scene
     raise RuntimeError(f"could not draw a detectable {kind} lens in {_MAX_TRIES} tries; "
-                       f"check theta_e_range and min_arc_snr")
+                       f"check theta_e_range, min_arc_snr and min_arc_visibility")
+
+
+#: What an unlensed twin keeps of its lens's record: the deflector and the observation.
+_TWIN_FIELDS = ("z_lens", "sigma_v", "deflector_mag", "deflector_r_eff", "n_field_objects",
+                "exposure_time", "sky_brightness", "has_artifact")
+
+
+def _simulate_unlensed_twin(rng: np.random.Generator, config: SimulationConfig) -> Scene:
+    """A non-lens from the lenses' own population: a lens drawn by the very same code (its kind
+    from ``config.lens_kinds``, its deflector, mass and a source that passes every cut, so the
+    deflector distribution is the lenses' to the last selection effect), observed without the
+    lensed light.  Only the lensed light tells a lens from its twin."""
+    names = [k for k, _ in config.lens_kinds]
+    weights = np.array([w for _, w in config.lens_kinds], dtype=float)
+    lens_kind = names[rng.choice(len(names), p=weights / weights.sum())]
+    scene = _simulate_lens(lens_kind, rng, config, lensed_light=False)
+    record = {"kind": "elliptical", "label": 0, "feature_snr": 0.0, "feature_visibility": 0.0}
+    record.update({k: scene.record[k] for k in _TWIN_FIELDS})
+    return Scene(image=scene.image, components=scene.components, record=record)
 
 
 def _render_source(grid, ins, lens_kwargs, beta_x, beta_y, mag, parts, point=None):
@@ -428,7 +469,8 @@ def _render_source(grid, ins, lens_kwargs, beta_x, beta_y, mag, parts, point=Non
     return lensed_fine, lensed_points, lensed_total, unlensed_total
 
 
-def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_total, beta_x, beta_y):
+def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_total, beta_x, beta_y,
+                lensed_light=True):
     ins, grid = config.instrument, obs.grid
     # Source centre uniform over a disc that covers the caustics; keep it only if multiply imaged.
     r_beta = theta_e * np.sqrt(rng.uniform()) * 0.9
@@ -440,8 +482,8 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     if kind == "galaxy_galaxy":
         # Faint sources outnumber bright ones as in I-band counts (dN/dm ~ 10^(0.3 m)); the
         # detectability cut below then keeps many lenses near the threshold, as real samples are.
-        mag = float(_draw_magnitudes_power_law(rng, 1, 21.5, 27.0, 0.3)[0])
-        r_eff = rng.uniform(0.05, 0.35)
+        mag = float(_draw_magnitudes_power_law(rng, 1, *config.source_mag_range, 0.3)[0])
+        r_eff = rng.uniform(*config.source_r_eff_range)
         n = rng.uniform(0.5, 2.0)
         q, phi = rng.uniform(0.3, 1.0), _uniform_angle(rng)
         n_clumps = rng.integers(0, 5)
@@ -465,14 +507,15 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     magnification = lensed_total / unlensed_total
     if magnification < config.min_magnification:
         return None
-    obs.fine["lensed"] = lensed_fine
-    obs.points["lensed"] = lensed_points
     kernel = psf_kernel(ins)
     lensed = np.clip(grid.crop(fftconvolve(grid.bin(lensed_fine) + lensed_points, kernel, mode="same")),
                      0.0, None)
     variance = obs.variance(base_total + lensed)
     snr = _arc_snr(lensed, variance)
     if snr < config.min_arc_snr:
+        return None
+    visibility = _visibility(lensed, base_total, variance)
+    if visibility < config.min_arc_visibility:
         return None
     coverage = _azimuthal_coverage(lensed, variance, grid, gal["cx"], gal["cy"], theta_e)
     n_img = len(x_img)
@@ -481,13 +524,13 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     else:
         config_name = "ring" if coverage >= 0.75 else ("quad" if n_img >= 4 else "double")
     components = dict(base)
-    components["lensed"] = lensed
+    components["lensed"] = lensed if lensed_light else np.zeros_like(lensed)
     components["feature"] = np.zeros_like(lensed)
     image = _observe(components, rng, obs)
     record = {
         "source_mag": float(mag), "point_source_mag": float(point_mag),
         "source_x": float(sx), "source_y": float(sy), "magnification": float(magnification),
-        "n_source_images": n_img, "arc_snr": snr, "arc_coverage": coverage,
+        "n_source_images": n_img, "arc_snr": snr, "arc_visibility": visibility, "arc_coverage": coverage,
         "image_config": config_name,
     }
     record.update(_observing_record(obs))
@@ -585,13 +628,20 @@ def _observing_record(obs):
 # --------------------------------------------------------------------------------------------
 def _simulate_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig) -> Scene:
     """A non-lens; a look-alike feature (ring, arclet, shell, tail, arm, second star) must be
-    as visible as a lens's arcs must be (``min_arc_snr``), or the scene is drawn again."""
+    as visible as a lens's arcs must be (``min_arc_snr`` and ``min_arc_visibility``), or the
+    scene is drawn again.  An ``elliptical`` is a lens's unlensed twin."""
+    if kind == "elliptical":
+        return _simulate_unlensed_twin(rng, config)
     for _ in range(_MAX_TRIES):
         scene = _draw_nonlens(kind, rng, config)
         if scene is not None:
             return scene
     raise RuntimeError(f"could not draw a {kind} with a visible feature in {_MAX_TRIES} tries; "
-                       f"check min_arc_snr")
+                       f"check min_arc_snr and min_arc_visibility")
+
+
+#: Non-lens kinds that have no look-alike feature to show.
+_FEATURELESS = ("star", "edge_on_disk", "empty_field")
 
 
 def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig) -> Scene | None:
@@ -604,16 +654,12 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
     feature_radius = np.nan
 
     def massive():
-        gal = _draw_massive_elliptical(rng, zp)
+        gal = _draw_massive_elliptical(rng, config)
         rec.update({"deflector_mag": gal["mag"], "deflector_r_eff": gal["r_eff"],
                     "z_lens": gal["z"], "sigma_v": gal["sigma_v"]})
         return gal
 
-    if kind == "elliptical":
-        gal = massive()
-        _add_deflector_light(defl, grid, gal, disk_fraction=rng.uniform(0.2, 0.5) if rng.uniform() < 0.4
-                             else 0.0, rng=rng)
-    elif kind == "spiral":
+    if kind == "spiral":
         mag = rng.uniform(18.5, 22.5)
         rate = float(magnitude_to_rate(mag, zp))
         h = rng.uniform(0.25, 0.9)
@@ -768,8 +814,11 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
     components = obs.rates()
     variance = obs.variance(sum(components.values()))
     rec["feature_snr"] = _arc_snr(components["feature"], variance)
-    if components["feature"].any() and rec["feature_snr"] < config.min_arc_snr:
-        return None
+    rec["feature_visibility"] = _visibility(components["feature"],
+                                            components["deflector"] + components["field"], variance)
+    if kind not in _FEATURELESS and (rec["feature_snr"] < config.min_arc_snr
+                                     or rec["feature_visibility"] < config.min_arc_visibility):
+        return None  # a look-alike whose feature nobody could see (or that fell off the cutout)
     rec["feature_radius"] = float(feature_radius)
     rec["n_field_objects"] = n_field
     image = _observe(components, rng, obs)

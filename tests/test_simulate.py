@@ -20,6 +20,15 @@ def _snr(signal, record, config=CONFIG):
     return part[above].sum() / np.sqrt(variance[above].sum()) if above.any() else 0.0
 
 
+def _visibility(part, other, total, record, config=CONFIG):
+    """SNR of ``part`` over the pixels where it exceeds 2 sigma and outshines ``other``,
+    recomputed from the noiseless components independently of the simulator."""
+    variance = noise_variance(total, exposure_time=record["exposure_time"],
+                              sky_brightness=record["sky_brightness"], instrument=config.instrument)
+    shows = (part > 2 * np.sqrt(variance)) & (part > other)
+    return part[shows].sum() / np.sqrt(variance[shows].sum()) if shows.any() else 0.0
+
+
 def _scene(kind, seed):
     return simulate_scene(kind, np.random.default_rng(seed), CONFIG)
 
@@ -35,6 +44,11 @@ def test_every_lens_shows_detectable_lensed_light(kind, seed):
     snr = _snr({"total": total, "part": comp["lensed"]}, rec)
     assert snr >= CONFIG.min_arc_snr
     assert snr == pytest.approx(rec["arc_snr"], rel=1e-6)
+    # An observer can point to it: pixels where the lensed light outshines the lens galaxy and
+    # the field, well above the noise (label noise otherwise: "lenses" nobody could see).
+    visible = _visibility(comp["lensed"], comp["deflector"] + comp["field"], total, rec)
+    assert visible >= CONFIG.min_arc_visibility
+    assert visible == pytest.approx(rec["arc_visibility"], rel=1e-6)
     assert CONFIG.theta_e_range[0] <= rec["theta_e"] <= CONFIG.theta_e_range[1]
     assert rec["n_source_images"] >= 2 and rec["magnification"] >= CONFIG.min_magnification
     assert rec["image_config"] in ("ring", "quad", "double")
@@ -57,6 +71,8 @@ def test_lookalike_features_are_as_visible_as_arcs(kind):
         assert comp["feature"].sum() > 0
         total = sum(comp[c] for c in COMPONENTS)
         assert _snr({"total": total, "part": comp["feature"]}, scene.record) >= CONFIG.min_arc_snr
+        visible = _visibility(comp["feature"], comp["deflector"] + comp["field"], total, scene.record)
+        assert visible >= CONFIG.min_arc_visibility
 
 
 def test_every_cutout_sits_in_a_field():
@@ -105,3 +121,54 @@ def test_render_lens_system_obeys_the_lens_equation():
     assert 0.8 < np.median(radius) < 1.6  # the tangential critical curve sits near theta_E
     cx, cy = caustics[0]
     assert np.hypot(0.03, -0.02) < np.hypot(cx, cy).max()  # the quad's source is inside the caustic
+
+
+DEFLECTOR_FIELDS = ("deflector_mag", "deflector_r_eff", "sigma_v", "z_lens")
+
+
+@pytest.fixture(scope="module")
+def lenses_and_twins():
+    """150 lenses and 150 same-population non-lenses ("elliptical"), drawn with the default mix."""
+    config = SimulationConfig(n_lenses=10, n_nonlenses=10)
+    rng = np.random.default_rng(2024)
+    kinds = rng.choice(LENS_KINDS, size=150, p=[0.75, 0.25])
+    lenses = [simulate_scene(k, np.random.default_rng([11, i]), config) for i, k in enumerate(kinds)]
+    twins = [simulate_scene("elliptical", np.random.default_rng([12, i]), config) for i in range(150)]
+    return lenses, twins
+
+
+@pytest.mark.parametrize("name", DEFLECTOR_FIELDS)
+def test_same_population_nonlenses_share_the_lenses_deflectors(lenses_and_twins, name):
+    """An elliptical is a lens's unlensed twin: its deflector comes from the lenses' distribution,
+    selection effects included (a two-sample KS test cannot tell them apart)."""
+    from scipy.stats import ks_2samp
+
+    lenses, twins = lenses_and_twins
+    a = [s.record[name] for s in lenses]
+    b = [s.record[name] for s in twins]
+    assert ks_2samp(a, b).pvalue > 0.01, name
+
+
+def test_same_population_nonlenses_differ_only_by_the_lensed_light(lenses_and_twins):
+    _, twins = lenses_and_twins
+    for scene in twins[:20]:
+        assert scene.record["label"] == 0 and not scene.components["lensed"].any()
+        assert not scene.components["feature"].any()
+        assert scene.components["deflector"].sum() > 0
+        assert np.isnan(scene.record.get("theta_e", np.nan))
+
+
+def test_statistics_cannot_tell_a_lens_galaxy_from_its_twin(lenses_and_twins):
+    """Without its lensed light, a lens is a same-population non-lens: boosted trees on image
+    statistics of the rest of the light (deflector and field) score at chance."""
+    from lenslib.baselines import photometric_features, shortcut_auc
+
+    lenses, twins = lenses_and_twins
+    rng = np.random.default_rng(5)
+    images = []
+    for scene in lenses + twins:
+        rest = scene.components["deflector"] + scene.components["field"]
+        images.append(rest + rng.normal(0, 0.004, rest.shape))
+    labels = np.r_[np.ones(len(lenses)), np.zeros(len(twins))].astype(int)
+    auc = shortcut_auc(photometric_features(np.array(images)), labels, np.arange(len(labels)))
+    assert auc.mean() <= 0.6

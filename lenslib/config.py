@@ -310,11 +310,19 @@ class Profile:
     simulation: SimulationConfig
     cv_folds: int = 7
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    #: The learnability check of :func:`lenslib.diagnostics.learnability` (notebook 01): images
+    #: LensFlow trains on, its epochs, and the images of each shifted test sky.
+    learnability_images: int = 6000
+    learnability_epochs: int = 8
+    shifted_images: int = 3000
 
     def __post_init__(self):
         if self.name not in PROFILE_NAMES:
             _fail("Profile", "name", f"one of {PROFILE_NAMES}", self.name)
         _check_range("Profile", "cv_folds", self.cv_folds, 2, 50, integer=True)
+        _check_range("Profile", "learnability_images", self.learnability_images, 40, 10_000_000, integer=True)
+        _check_range("Profile", "learnability_epochs", self.learnability_epochs, 1, 10_000, integer=True)
+        _check_range("Profile", "shifted_images", self.shifted_images, 20, 10_000_000, integer=True)
         if not isinstance(self.training, TrainingConfig):
             _fail("Profile", "training", "a TrainingConfig", self.training)
 
@@ -324,11 +332,13 @@ def _profiles() -> dict[str, Profile]:
         # CI: seconds per notebook.
         "smoke": Profile("smoke", SimulationConfig(n_lenses=60, n_nonlenses=54), cv_folds=2,
                          training=TrainingConfig(epochs=2, batch_size=16, patience=1, upsample=1,
-                                                 validation_fraction=0.25, end_to_end_epochs=1)),
+                                                 validation_fraction=0.25, end_to_end_epochs=1),
+                         learnability_images=200, learnability_epochs=1, shifted_images=60),
         # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
-                                                 end_to_end_epochs=4)),
+                                                 end_to_end_epochs=4),
+                         learnability_images=3000, learnability_epochs=8, shifted_images=1000),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

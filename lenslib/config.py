@@ -185,13 +185,16 @@ class SimulationConfig:
     supersampling: int = 2
     theta_e_range: tuple = (0.5, 2.5)  # arcsec
     min_arc_snr: float = 15.0  # lensed light (and a look-alike's feature): Collett (2015) SNR
-    min_arc_visibility: float = 20.0  # and SNR over the pixels where it dominates (see simulate)
+    min_arc_visibility: float = 30.0  # and SNR over the pixels where it dominates (see simulate)
     min_magnification: float = 2.0
     deflector_sigma_v_median: float = 230.0  # km/s, log-normal, 0.08 dex
     deflector_z_mean: float = 0.5  # normal, sigma 0.2, clipped to [0.1, 1.0]
     source_z_mean: float = 2.0  # normal, sigma 0.6, clipped to [z_lens + 0.3, 4.0]
     source_mag_range: tuple = (21.0, 26.5)  # unlensed I-band AB, dN/dm ~ 10^(0.3 m)
     source_r_eff_range: tuple = (0.05, 0.35)  # arcsec, uniform
+    #: Share of same-population non-lenses given an unlensed neighbour with the flux and surface
+    #: brightness their lensed light would have had (see simulate._stand_in_neighbour).
+    twin_neighbour_fraction: float = 0.0
     lens_kinds: tuple = (("galaxy_galaxy", 0.75), ("lensed_quasar", 0.25))
     #: Half the non-lenses are the lenses' own deflectors without a lensed source ("elliptical":
     #: the same population, drawn by the same code), so only the lensed light tells them apart.
@@ -227,6 +230,7 @@ class SimulationConfig:
         _check_range(o, "min_arc_snr", self.min_arc_snr, 0.0, 1000.0)
         _check_range(o, "min_arc_visibility", self.min_arc_visibility, 0.0, 1000.0)
         _check_range(o, "min_magnification", self.min_magnification, 1.0, 100.0)
+        _check_range(o, "twin_neighbour_fraction", self.twin_neighbour_fraction, 0.0, 1.0)
         _check_range(o, "deflector_sigma_v_median", self.deflector_sigma_v_median, 100.0, 500.0)
         _check_range(o, "deflector_z_mean", self.deflector_z_mean, 0.1, 1.0)
         _check_range(o, "source_z_mean", self.source_z_mean, 0.5, 4.0)

@@ -175,12 +175,15 @@ def shortcut_test(images, labels, kinds, groups, *, seed: int = 0, n_splits: int
 
 
 def shifted_skies(config: SimulationConfig) -> dict[str, SimulationConfig]:
-    """Test skies for a finder trained on ``config``: a control and three shifts.
+    """Test skies for a finder trained on ``config``: a control and four shifts.
 
     ``default`` is ``config`` with another seed (same distribution, new images: the reference
     for the shifts); ``moffat_psf`` a Moffat PSF of FWHM 0.15" (about 60% wider than the
     default ~0.094"); ``shallow`` about half the exposure and a brighter sky; ``other_populations``
-    heavier, nearer deflectors and nearer, brighter, larger sources.  Each gets its own seed
+    heavier, nearer deflectors and nearer, brighter, larger sources; ``neighbours`` gives every
+    same-population non-lens an unlensed neighbour with the flux and surface brightness its lensed
+    light would have had (a finder that learned "extra light near an elliptical" fails there,
+    one that learned arcs and counter-images does not).  Each gets its own seed
     (``config.seed + 1, + 2, ...``), so no parent image is shared with the training sky or
     with another test sky.
     """
@@ -194,6 +197,7 @@ def shifted_skies(config: SimulationConfig) -> dict[str, SimulationConfig]:
         "other_populations": {"deflector_sigma_v_median": 260.0, "deflector_z_mean": 0.35,
                               "source_z_mean": 1.6, "source_mag_range": (20.5, 26.0),
                               "source_r_eff_range": (0.1, 0.5)},
+        "neighbours": {"twin_neighbour_fraction": 1.0},
     }
     return {name: dataclasses.replace(config, seed=config.seed + 1 + i, **change)
             for i, (name, change) in enumerate(changes.items())}
@@ -272,8 +276,9 @@ def summary_table(reports: dict[str, DiagnosticReport]) -> Table:
     return table
 
 
-def _sized(config: SimulationConfig, n_images: int) -> SimulationConfig:
-    return dataclasses.replace(config, n_lenses=n_images // 2, n_nonlenses=n_images - n_images // 2)
+def _sized(config: SimulationConfig, n_images: int, **changes) -> SimulationConfig:
+    return dataclasses.replace(config, n_lenses=n_images // 2, n_nonlenses=n_images - n_images // 2,
+                               **changes)
 
 
 @dataclass
@@ -298,7 +303,8 @@ def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int 
                  training: TrainingConfig | None = None, workers: int | None = None) -> LearnabilityResult:
     """Can LensFlow learn what a lens is on this sky?  The fixed recipe of issue 11.
 
-    Simulates ``config`` with ``n_images`` images (half lenses), holds out ``test_fraction`` of
+    Simulates ``config`` with ``n_images`` distinct images (half lenses; no augmented copies: the
+    question is what the sky teaches, not what augmentation adds), holds out ``test_fraction`` of
     the parents (grouped, stratified, ``seed``), trains LensFlow from scratch on the rest
     (:func:`lenslib.train.train`, which sets aside its own validation parents from them for early
     stopping), evaluates on the hold-out and runs :func:`shortcut_test` on all rows.
@@ -311,7 +317,7 @@ def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int 
     from .dataset import dataset_path, get_dataset
     from .train import train
 
-    sky = _sized(config, n_images)
+    sky = _sized(config, n_images, augment_copies=0)
     if training is None:
         training = TrainingConfig(epochs=epochs, end_to_end_epochs=epochs, patience=3, upsample=1, seed=seed)
     seconds, cached = {}, dataset_path(sky, data_dir).exists()

@@ -158,3 +158,24 @@ def plot_saliency(images, maps, titles=None, *, ncols: int = 6, panel_size: floa
                       origin="lower", vmin=0, vmax=1)
     fig.tight_layout()
     return fig
+
+
+def plot_auc_by_bins(tables: dict, column: str, *, xlabel: str, ax=None):
+    """ROC AUC of lenses per bin of ``column`` against all non-lenses, one line per table
+    (:func:`lenslib.diagnostics.auc_by_bins` output, e.g. by arc SNR, one per sky); returns the Figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.2))
+    for name, table in tables.items():
+        lo, hi = np.asarray(table[f"{column}_min"], float), np.asarray(table[f"{column}_max"], float)
+        hi = np.where(np.isfinite(hi), hi, 2 * lo)  # an open last bin is drawn at twice its lower edge
+        centres = np.sqrt(np.clip(lo, 1e-3, None) * hi) if column != "theta_e" else 0.5 * (lo + hi)
+        ax.plot(centres, table["auc"], "o-", label=f"{name}")
+    ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+    if column != "theta_e":
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("ROC AUC vs all non-lenses")
+    ax.set_ylim(0.4, 1.01)
+    ax.legend(fontsize=7)
+    ax.figure.tight_layout()
+    return ax.figure

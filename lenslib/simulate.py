@@ -373,13 +373,11 @@ class _Observation:
 
     def rates(self) -> dict[str, np.ndarray]:
         """PSF-convolved noiseless components on the cutout, e-/s per pixel."""
-        kernel = psf_kernel(self.config.instrument)
         out = {}
         for c in COMPONENTS:
             native = self.grid.bin(self.fine[c]) + self.points[c]
             if native.any():
-                conv = fftconvolve(native, kernel, mode="same")
-                out[c] = np.clip(self.grid.crop(conv), 0.0, None)
+                out[c] = _blurred(self.grid, self.config.instrument, native)
             else:
                 out[c] = np.zeros((self.grid.size, self.grid.size))
         return out
@@ -507,9 +505,7 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     magnification = lensed_total / unlensed_total
     if magnification < config.min_magnification:
         return None
-    kernel = psf_kernel(ins)
-    lensed = np.clip(grid.crop(fftconvolve(grid.bin(lensed_fine) + lensed_points, kernel, mode="same")),
-                     0.0, None)
+    lensed = _blurred(grid, ins, grid.bin(lensed_fine) + lensed_points)
     variance = obs.variance(base_total + lensed)
     snr = _arc_snr(lensed, variance)
     if snr < config.min_arc_snr:
@@ -526,6 +522,10 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     components = dict(base)
     components["lensed"] = lensed if lensed_light else np.zeros_like(lensed)
     components["feature"] = np.zeros_like(lensed)
+    if not lensed_light and rng.uniform() < config.twin_neighbour_fraction:
+        source_size = 0.05 if kind == "lensed_quasar" else parts[0][3]
+        components["feature"] = _stand_in_neighbour(rng, config, grid, gal, theta_e, float(lensed.sum()),
+                                                    source_size * np.sqrt(magnification))
     image = _observe(components, rng, obs)
     record = {
         "source_mag": float(mag), "point_source_mag": float(point_mag),
@@ -535,6 +535,23 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     }
     record.update(_observing_record(obs))
     return Scene(image=image, components=components, record=record)
+
+
+def _stand_in_neighbour(rng, config, grid, gal, theta_e, rate, r_eff):
+    """An unlensed galaxy where a twin's arcs would have been: the lensed light's flux (e-/s) and
+    surface brightness (the source's size grown by the square root of its magnification), at
+    0.7-1.3 Einstein radii from the deflector, but one undistorted image, not arcs and counter-images.
+    Only the lensing morphology, not "extra light near a massive galaxy", tells the lens from it."""
+    radius, angle = theta_e * rng.uniform(0.7, 1.3), rng.uniform(0, 2 * np.pi)
+    fine = np.zeros_like(grid.x)
+    _add_sersic(fine, grid, rate, gal["cx"] + radius * np.cos(angle), gal["cy"] + radius * np.sin(angle),
+                float(np.clip(r_eff, 0.03, 1.0)), 1.0, rng.uniform(0.4, 1.0), _uniform_angle(rng))
+    return _blurred(grid, config.instrument, grid.bin(fine))
+
+
+def _blurred(grid, instrument, native):
+    """A native-resolution map (e-/s, with the margin) convolved with the PSF and cut to the cutout."""
+    return np.clip(grid.crop(fftconvolve(native, psf_kernel(instrument), mode="same")), 0.0, None)
 
 
 def render_lens_system(*, theta_e: float, source_x: float, source_y: float, config: SimulationConfig,

@@ -196,13 +196,14 @@ def changed_fields(a: SimulationConfig, b: SimulationConfig) -> set[str]:
 def test_shifted_skies_change_only_what_they_say():
     training = SimulationConfig(n_lenses=300, n_nonlenses=200, seed=7)
     skies = shifted_skies(training)
-    assert len(skies) >= 4 and next(iter(skies)) == "default"
+    assert len(skies) >= 5 and next(iter(skies)) == "default"
     expected = {
         "default": set(),
         "moffat_psf": {"instrument.psf_model"},
         "shallow": {"instrument.exposure_time_range", "instrument.sky_brightness_range"},
         "other_populations": {"deflector_sigma_v_median", "deflector_z_mean", "source_z_mean",
                               "source_mag_range", "source_r_eff_range"},
+        "neighbours": {"twin_neighbour_fraction"},
     }
     for name, sky in skies.items():
         assert isinstance(sky, SimulationConfig)
@@ -220,6 +221,7 @@ def test_shifted_skies_change_only_what_they_say():
     assert np.mean(shallow.exposure_time_range) < 0.6 * np.mean(deep.exposure_time_range)
     assert max(shallow.sky_brightness_range) <= min(deep.sky_brightness_range) + 0.1  # brighter sky
     assert skies["other_populations"].deflector_sigma_v_median != training.deflector_sigma_v_median
+    assert skies["neighbours"].twin_neighbour_fraction == 1.0 != training.twin_neighbour_fraction
 
 
 # --- evaluation of a finder on dataset rows ------------------------------------------------------------

@@ -158,6 +158,15 @@ def test_same_population_nonlenses_differ_only_by_the_lensed_light(lenses_and_tw
         assert np.isnan(scene.record.get("theta_e", np.nan))
 
 
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_twins_get_an_unlensed_neighbour_when_asked(fraction):
+    config = SimulationConfig(n_lenses=10, n_nonlenses=10, twin_neighbour_fraction=fraction)
+    for seed in range(4):
+        scene = simulate_scene("elliptical", np.random.default_rng(seed), config)
+        assert not scene.components["lensed"].any()
+        assert scene.components["feature"].any() == (fraction == 1.0)
+
+
 def test_statistics_cannot_tell_a_lens_galaxy_from_its_twin(lenses_and_twins):
     """Without its lensed light, a lens is a same-population non-lens: boosted trees on image
     statistics of the rest of the light (deflector and field) score at chance."""

@@ -42,23 +42,25 @@ _CANDIDATE_KINDS = (
 )
 
 GRADE_RULES = (
-    ("A", f"a true lens with arc signal-to-noise >= {CLEAR_ARC_SNR:g} and Einstein radius >= "
-          f"{RESOLVED_THETA_E:g} arcsec: bright arcs or images, clearly resolved"),
+    ("A", f"a true lens with arc signal-to-noise and visibility >= {CLEAR_ARC_SNR:g} and Einstein "
+          f"radius >= {RESOLVED_THETA_E:g} arcsec: bright arcs or images, clearly resolved"),
     ("B", f"a true lens that is fainter (SNR below {CLEAR_ARC_SNR:g}) or smaller (theta_E below "
-          f"{RESOLVED_THETA_E:g}\") but still detectable (SNR >= the training threshold); or an "
+          f"{RESOLVED_THETA_E:g}\") but still detectable (SNR and visibility at the training "
+          f"thresholds); or an "
           f"impostor ({', '.join(LOOKALIKE_KINDS)}) whose ring, arclet or shell is bright "
           f"(SNR >= {CLEAR_ARC_SNR:g}) at a lens-like radius"),
     ("C", "an impostor of any other kind or with a fainter feature; or a true lens so faint "
-          "(SNR below the training threshold) that it would not pass as one"),
+          "(SNR or visibility below the training thresholds) that it would not pass as one"),
 )
 
 
-def grade(record: dict, *, training_snr: float) -> str:
+def grade(record: dict, *, training_snr: float, training_visibility: float = 0.0) -> str:
     """The grade of one candidate, a deterministic function of its simulated truth."""
     if record["label"] == 1:
-        if record["arc_snr"] >= CLEAR_ARC_SNR and record["theta_e"] >= RESOLVED_THETA_E:
+        snr, visibility = record["arc_snr"], record.get("arc_visibility", record["arc_snr"])
+        if min(snr, visibility) >= CLEAR_ARC_SNR and record["theta_e"] >= RESOLVED_THETA_E:
             return "A"
-        return "B" if record["arc_snr"] >= training_snr else "C"
+        return "B" if snr >= training_snr and visibility >= training_visibility else "C"
     bright = np.nan_to_num(record.get("feature_snr", np.nan)) >= CLEAR_ARC_SNR
     radius = record.get("feature_radius", np.nan)
     lens_like = bool(np.isfinite(radius) and 0.5 <= radius <= 2.5)
@@ -67,11 +69,13 @@ def grade(record: dict, *, training_snr: float) -> str:
 
 def candidate_config(training: SimulationConfig, seed: int = CANDIDATE_SEED) -> SimulationConfig:
     """The simulation settings of the candidates: the training sky, another seed, no
-    augmentation, and lenses down to a much fainter arc signal-to-noise."""
+    augmentation, and lenses (and look-alike features) down to a much fainter arc
+    signal-to-noise, with no visibility cut."""
     if seed == training.seed:
         raise ValueError(f"the candidate seed must differ from the training seed ({seed})")
     n = sum(CANDIDATE_COUNTS.values())
     return dataclasses.replace(training, seed=seed, augment_copies=0, min_arc_snr=FAINTEST_LENS_SNR,
+                               min_arc_visibility=0.0,
                                n_lenses=n, n_nonlenses=n,
                                lens_kinds=tuple(k for k in _CANDIDATE_KINDS if k[0] in
                                                 ("galaxy_galaxy", "lensed_quasar")),
@@ -97,7 +101,8 @@ def simulate_candidates(training: SimulationConfig, *, seed: int = CANDIDATE_SEE
             break
         kind = names[picker.choice(len(names), p=weights / weights.sum())]
         scene = simulate_scene(kind, np.random.default_rng(np.random.SeedSequence([seed, draw])), config)
-        g = grade(scene.record, training_snr=training.min_arc_snr)
+        g = grade(scene.record, training_snr=training.min_arc_snr,
+                  training_visibility=training.min_arc_visibility)
         key = (g, scene.record["label"])
         if need.get(key, 0) > 0:
             need[key] -= 1

@@ -35,12 +35,16 @@ def test_grading_is_a_deterministic_function_of_the_truth(candidates, smoke_conf
     meta = candidates.metadata
     for row in meta:
         record = {name: row[name] for name in meta.colnames}
-        assert grade(record, training_snr=smoke_config.min_arc_snr) == row["grade"]
+        assert grade(record, training_snr=smoke_config.min_arc_snr,
+                     training_visibility=smoke_config.min_arc_visibility) == row["grade"]
     # The rules themselves, on hand-made records:
     lens = {"label": 1, "kind": "galaxy_galaxy", "arc_snr": 80.0, "theta_e": 1.2}
     assert grade(lens, training_snr=15) == "A"
     assert grade(dict(lens, theta_e=0.5), training_snr=15) == "B"
     assert grade(dict(lens, arc_snr=5.0), training_snr=15) == "C"
+    # Light nobody could point to (below the training visibility cut) is no lens for a grader.
+    assert grade(dict(lens, arc_visibility=10.0), training_snr=15, training_visibility=30) == "C"
+    assert grade(dict(lens, arc_visibility=35.0), training_snr=15, training_visibility=30) == "B"
     ring = {"label": 0, "kind": "ring_galaxy", "feature_snr": 90.0, "feature_radius": 1.0}
     assert grade(ring, training_snr=15) == "B"
     assert grade(dict(ring, feature_radius=3.5), training_snr=15) == "C"

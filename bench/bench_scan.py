@@ -12,6 +12,11 @@ Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, s
   rate (target 0.5 or better: tiling, reading, normalising and merging cost less than the network);
   the three are measured in turn ``--rounds`` times and each scan is compared with the bare rate
   measured just before it, since the load of a shared machine changes from minute to minute;
+- with ``--survey SIZE`` only: the cost of the pass over the whole image that every scan makes
+  before scoring (read band by band, find the pixels with no data, and, with a checkpoint, a
+  blake2b hash of every pixel: the checkpoint's fingerprint), on a SIZE x SIZE float32 FITS file
+  read memory-mapped, against the time ``lenslib.predict`` (LensFlow) takes to score that image's
+  tiles at the rate measured in the same run;
 - peak memory of a scan, each in a fresh process, at two mosaic sizes: the peak of anonymous
   resident memory (sampled every 20 ms; the memory-mapped image's pages are file cache that the
   kernel reclaims at will, so they are not counted) and, for reference, the peak resident set
@@ -19,6 +24,7 @@ Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, s
 
     python bench/bench_scan.py                  # 3000x3000 throughput, memory at 2000 and 4000
     python bench/bench_scan.py --size 4000 --memory-sizes 2000 6000
+    python bench/bench_scan.py --survey 4000
 """
 
 from __future__ import annotations
@@ -181,6 +187,48 @@ def _spread(values, fmt: str = ".0f") -> str:
     return f"{np.median(values):{fmt}} [{values.min():{fmt}}-{values.max():{fmt}}]"
 
 
+def survey_cost(size: int, directory: Path, rounds: int = 3) -> None:
+    """Time the pre-scoring pass (no-data count and fingerprint hash) on a memory-mapped FITS
+    image against the time scoring its tiles takes."""
+    from astropy.io import fits
+
+    from lenslib.models import build_model, predict
+    from lenslib.scan import _Source, _survey, read_image, tile_grid
+
+    path = directory / f"noise-{size}.fits"
+    rng = np.random.default_rng(0)
+    image = rng.normal(0.0, 1.0, (size, size)).astype(np.float32)
+    image[:, : size // 20] = 0.0  # a zero-filled edge, so that the zero-run search has work to do
+    fits.PrimaryHDU(image).writeto(path)
+    del image
+    hdul, data, _, _ = read_image(path)
+    src = _Source(data)
+    times = {"count": [], "count+hash": []}
+    for _ in range(rounds):
+        for key, digest in (("count", False), ("count+hash", True)):
+            start = time.perf_counter()
+            _survey(src, digest=digest)
+            times[key].append(time.perf_counter() - start)
+    n_tiles = tile_grid(data.shape, stride=STRIDE).n_tiles
+    hdul.close()
+    model = build_model("lensflow")
+    cutouts = np.random.default_rng(1).normal(0.0, 1.0, (3 * BATCH, 100, 100)).astype(np.float32)
+    predict(model, cutouts[:BATCH], batch_size=BATCH)  # warm up
+    rates = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        predict(model, cutouts, batch_size=BATCH)
+        rates.append(len(cutouts) / (time.perf_counter() - start))
+    scoring = n_tiles / float(np.median(rates))
+    mib = path.stat().st_size / 2**20
+    print(f"{size}x{size} float32 FITS ({mib:.0f} MiB, memory-mapped), {n_tiles} tiles at stride {STRIDE}; "
+          f"lenslib.predict (LensFlow) {_spread(rates)} cutouts/s, so scoring takes {scoring:.1f} s")
+    for key, values in times.items():
+        med = float(np.median(values))
+        print(f"pre-scoring pass, {key:<10}: {_spread(values, '.2f')} s = "
+              f"{100 * med / scoring:.1f}% of scoring")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=3000, help="mosaic side for throughput (pixels)")
@@ -190,10 +238,17 @@ def main() -> None:
                         help="a .keras lens finder (default: an untrained LensFlow; speed does not "
                              "depend on the weights)")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each rate")
+    parser.add_argument("--survey", type=int, default=None, metavar="SIZE",
+                        help="only time the pre-scoring pass (no-data count, fingerprint hash) on a "
+                             "SIZE x SIZE image against scoring")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         memory_child(*args.memory_child)
+        return
+    if args.survey:
+        with tempfile.TemporaryDirectory() as tmp:
+            survey_cost(args.survey, Path(tmp), args.rounds)
         return
 
     from lenslib.models import build_model, load_model, save_model

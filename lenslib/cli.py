@@ -1,7 +1,10 @@
 """The ``lenslib`` command: ``scan``, ``predict``, ``simulate`` and ``cv`` over the library.
 
-Every subcommand is a thin layer over one library call; bad input ends with a one-line message
-on stderr and exit status 2, an interrupted run with status 130.
+Every subcommand is a thin layer over one library call; bad input (a
+:class:`lenslib.errors.InputError`, a dataset error, unavailable weights, or an ``OSError`` of a
+file) ends with a one-line message on stderr and exit status 2, an interrupted run with status
+130.  Any other exception is a bug and keeps its traceback.  Outputs are checked before any work:
+an output may not be an input, and an existing one is replaced only if lenslib wrote it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from . import __version__
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+#: --batch-size at most this (lenslib.scan.MAX_BATCH_SIZE): 8192 cutouts take ~1 GB while normalised.
+MAX_BATCH_SIZE = 8192
+#: --workers at most this: the work is CPU-bound, so processes beyond the cores only add memory
+#: (~190 MB per simulation worker, ~1 GB per scanning worker with TensorFlow); 4x leaves room to
+#: oversubscribe, but not to exhaust the machine by a typo.
+MAX_WORKERS = 4 * (os.cpu_count() or 1)
 
 
 def _hdu(value: str):
@@ -24,14 +33,45 @@ def _hdu(value: str):
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _positive_int(value: str) -> int:
+def _positive_int(value: str, high: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {value!r})")
+    if high is not None and number > high:
+        raise argparse.ArgumentTypeError(f"must be at most {high} (got {value!r})")
     return number
+
+
+def _batch_size(value: str) -> int:
+    return _positive_int(value, MAX_BATCH_SIZE)
+
+
+def _workers(value: str) -> int:
+    return _positive_int(value, MAX_WORKERS)
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {value!r})")
+    return number
+
+
+def _profile(name: str):
+    """The profile ``name``; a bad ``$LENSLIB_PROFILE`` (argparse checks only what is typed) is bad input."""
+    from .config import get_profile
+    from .errors import InputError
+
+    try:
+        return get_profile(name)
+    except ValueError as err:
+        raise InputError(f"{err} (from --profile or $LENSLIB_PROFILE)") from err
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,19 +85,28 @@ def _add_scan(sub) -> None:
                     "pixel and sky coordinates.  An interrupted scan resumes when run again.",
         epilog="example: lenslib scan mosaic.fits --model results/quick/best_model.keras "
                "--out candidates.fits --gallery candidates.png")
-    p.add_argument("image", type=Path, help="the FITS image (any HDU with 2-D data; see --hdu)")
+    p.add_argument("image", type=Path, help="the FITS image in e-/s (any HDU with 2-D data; see --hdu)")
     p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
     p.add_argument("--out", type=Path, required=True,
-                   help="the catalog to write: .fits, .ecsv or .csv (format by extension)")
+                   help="the catalog to write: .fits, .ecsv or .csv (format by extension); never an "
+                        "input, and an existing file only if lenslib wrote it")
     p.add_argument("--hdu", type=_hdu, default=None,
                    help="the HDU holding the image, by index or name (default: the first with 2-D data)")
+    p.add_argument("--mask", type=Path, default=None,
+                   help="a FITS bad-pixel mask of the image's shape: nonzero pixels have no data")
+    p.add_argument("--weight", type=Path, default=None,
+                   help="a FITS weight or exposure map of the image's shape: pixels of weight 0 have no data")
+    p.add_argument("--zero-run", type=_count, default=32, metavar="N",
+                   help="exact zeros in a run of at least N pixels along a row or column are no data "
+                        "(how mosaics fill edges and gaps); 0: zeros are data (default 32)")
     p.add_argument("--stride", type=_positive_int, default=50,
                    help="pixels between tiles, 1-100 (default 50)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="score at or above which a tile is a detection (default 0.5)")
     p.add_argument("--min-separation", type=float, default=None,
                    help="detections closer than this many pixels merge (default 100, overlapping cutouts)")
-    p.add_argument("--batch-size", type=_positive_int, default=256, help="cutouts scored at a time")
+    p.add_argument("--batch-size", type=_batch_size, default=256,
+                   help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="directory for the scores of finished tile rows, kept after the run "
                         "(default: OUT.scan-checkpoint, removed once the catalog is written)")
@@ -67,30 +116,41 @@ def _add_scan(sub) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="score on Dask: 'local' for a local cluster, or a scheduler address such as "
                         "tcp://host:8786 (workers must see the model file at the same path)")
-    p.add_argument("--workers", type=_positive_int, default=None,
-                   help="workers of a local Dask cluster (default: one per core)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help=f"workers of a local Dask cluster (default: one per core; at most {MAX_WORKERS}); "
+                        "without --scheduler, implies --scheduler local")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_scan)
 
 
 def _run_scan(args) -> int:
+    from .errors import InputError
     from .scan import scan_fits
 
+    scheduler = args.scheduler
+    if args.workers is not None:
+        if scheduler is None:
+            scheduler = "local"
+        elif scheduler != "local":
+            raise InputError(f"--workers sets the size of a local cluster; the cluster at {scheduler} "
+                             "has its own workers")
     checkpoint, temporary = None, False
     if not args.no_checkpoint:
         checkpoint = args.checkpoint
         if checkpoint is None:
             checkpoint, temporary = args.out.with_name(args.out.name + ".scan-checkpoint"), True
-    table = scan_fits(args.image, args.model, args.out, hdu=args.hdu, gallery=args.gallery,
-                      n_gallery=args.n_gallery, stride=args.stride, threshold=args.threshold,
-                      min_separation=args.min_separation, batch_size=args.batch_size,
-                      checkpoint=checkpoint, scheduler=args.scheduler, n_workers=args.workers,
+    table = scan_fits(args.image, args.model, args.out, hdu=args.hdu, mask=args.mask, weight=args.weight,
+                      gallery=args.gallery, n_gallery=args.n_gallery, stride=args.stride,
+                      threshold=args.threshold, min_separation=args.min_separation,
+                      batch_size=args.batch_size, zero_run=args.zero_run, checkpoint=checkpoint,
+                      scheduler=scheduler, n_workers=args.workers,
                       progress=False if args.no_progress else None)
     if temporary and (checkpoint / "scan.json").is_file():
         shutil.rmtree(checkpoint)
     meta = table.meta
     print(f"{len(table)} candidate(s) written to {args.out} ({meta['n_scored']} tiles scored, "
-          f"{meta['n_resume']} resumed, {meta['n_skip']} skipped)")
+          f"{meta['n_resume']} resumed, {meta['n_skip']} skipped; {100 * meta['no_data']:.3g}% of the "
+          "image had no data)")
     return 0
 
 
@@ -106,59 +166,39 @@ def _add_predict(sub) -> None:
     p.add_argument("cutouts", type=Path, help="a .npy file or a FITS file of cutouts")
     p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
     p.add_argument("--out", type=Path, default=None,
-                   help="a .csv, .ecsv or .fits table of scores (default: CSV on stdout)")
+                   help="a .csv, .ecsv or .fits table of scores (default: CSV on stdout); never an "
+                        "input, and an existing file only if lenslib wrote it")
     p.add_argument("--hdu", type=_hdu, default=None,
-                   help="FITS: the HDU holding the cutouts (default: the first with image data)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="cutouts scored at a time")
+                   help="FITS: the HDU holding the cutouts (default: the first with 2-D or 3-D image data)")
+    p.add_argument("--batch-size", type=_batch_size, default=128,
+                   help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
     p.set_defaults(run=_run_predict)
 
 
 def read_cutouts(path: Path, hdu=None):
-    """Cutouts from a ``.npy`` file or from a FITS image or cube (``hdu`` chooses the HDU)."""
-    import numpy as np
+    """Cutouts from a ``.npy`` file or a FITS image or cube: :func:`lenslib.fitsio.read_cutouts`."""
+    from .fitsio import read_cutouts
 
-    if not path.is_file():
-        raise FileNotFoundError(f"cutouts not found: {path}")
-    if path.suffix.lower() == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"{path} is not a numeric .npy array ({err})") from err
-    from astropy.io import fits
-
-    try:
-        with fits.open(path) as hdul:
-            if hdu is None:
-                found = [h for h in hdul if h.is_image and h.header.get("NAXIS", 0) in (2, 3)]
-                if not found:
-                    raise ValueError(f"{path} has no HDU with 2-D or 3-D image data")
-                return np.array(found[0].data)
-            try:
-                chosen = hdul[hdu]
-            except (KeyError, IndexError) as err:
-                raise ValueError(f"{path} has no HDU {hdu!r}") from err
-            if not chosen.is_image or chosen.data is None:
-                raise ValueError(f"HDU {hdu!r} of {path} holds no image data")
-            return np.array(chosen.data)
-    except OSError as err:
-        raise ValueError(f"{path} is neither a .npy file nor a FITS file ({err})") from err
+    return read_cutouts(path, hdu)
 
 
 def _run_predict(args) -> int:
     import numpy as np
     from astropy.table import Table
 
-    from .files import write_table
+    from .files import check_output, check_table_path, write_table
     from .models import predict
 
+    out = check_table_path(args.out)
+    check_output(out, [args.cutouts, args.model], what="--out", csv_columns=("index", "score"))
     cutouts = read_cutouts(args.cutouts, args.hdu)
     scores = predict(args.model, cutouts, batch_size=args.batch_size)
     table = Table({"index": np.arange(len(scores)), "score": scores})
-    if args.out is None:
+    if out is None:
         table.write(sys.stdout, format="ascii.csv")
     else:
-        write_table(table, args.out)
-        print(f"{len(table)} score(s) written to {args.out}")
+        write_table(table, out)
+        print(f"{len(table)} score(s) written to {out}")
     return 0
 
 
@@ -177,16 +217,16 @@ def _add_simulate(sub) -> None:
                         "default $LENSLIB_PROFILE or quick")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets are kept (default $LENSLIB_DATA_DIR, else ~/.cache/lenslib)")
-    p.add_argument("--workers", type=_positive_int, default=None, help="processes (default: one per core)")
+    p.add_argument("--workers", type=_workers, default=None,
+                   help=f"processes (default: one per core; at most {MAX_WORKERS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_simulate)
 
 
 def _run_simulate(args) -> int:
-    from .config import get_profile
     from .dataset import build_dataset
 
-    path = build_dataset(get_profile(args.profile).simulation, args.data_dir, workers=args.workers,
+    path = build_dataset(_profile(args.profile).simulation, args.data_dir, workers=args.workers,
                          progress=False if args.no_progress else None)
     print(path)
     return 0
@@ -234,18 +274,22 @@ def _add_cv(sub) -> None:
 
 
 def _run_cv(args) -> int:
-    from .config import get_profile
     from .cv import default_row, results_table, run_rows, weights_note
     from .dataset import default_data_dir, get_dataset
-    from .files import results_dir, write_table
-    from .scan import check_table_path
+    from .files import check_output, check_table_path, results_dir, write_table
 
-    settings = get_profile(args.profile)
-    check_table_path(args.out)
+    settings = _profile(args.profile)
+    check_output(check_table_path(args.out), what="--out", csv_columns=("model", "split"))
+    rows = [default_row(name, allow_download=args.allow_download) for name in dict.fromkeys(args.models)]
+    if any(row.weights == "imagenet" for row in rows):  # fail now, not after the dataset is made
+        from .models import BACKBONES, _backbone_weights
+
+        for row in rows:
+            if row.weights == "imagenet":
+                _backbone_weights(BACKBONES[row.name], "imagenet")
     out = results_dir(args.profile, args.results_dir)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     dataset = get_dataset(settings.simulation, data_dir)
-    rows = [default_row(name, allow_download=args.allow_download) for name in dict.fromkeys(args.models)]
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr)
@@ -285,6 +329,19 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"lenslib: warning: {message}", file=sys.stderr)
 
 
+def _bad_input() -> tuple:
+    """The exceptions that mean bad input, not a bug: lenslib's own input errors (dataset errors
+    included), an ``OSError`` of a file, and unavailable weights (only if lenslib.models was
+    imported: then it is the module that raised them)."""
+    from .errors import InputError
+
+    kinds = [InputError, OSError]
+    models = sys.modules.get("lenslib.models")
+    if models is not None:
+        kinds.append(models.WeightsUnavailableError)
+    return tuple(kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``lenslib`` command; returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -294,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return args.run(args)
-        except (ValueError, TypeError, FileNotFoundError, FileExistsError, NotImplementedError) as err:
-            print(f"lenslib {args.command}: error: {err}", file=sys.stderr)
+        except Exception as err:
+            if not isinstance(err, _bad_input()):
+                raise
+            message = " ".join(str(err).split())  # one line, whatever a dependency's message held
+            print(f"lenslib {args.command}: error: {message}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             hint = "; run the same command again to resume" if args.command == "scan" else ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 from astropy.table import Table
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from .errors import InputError
 from .files import atomic_output
 from .metrics import best_f1_threshold, fold_metrics
 
@@ -38,17 +40,17 @@ FitPredict = Callable[[np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarra
 def make_folds(labels, groups, n_splits: int, *, mode: str = "grouped", seed: int = 0):
     """``[(train_index, test_index), ...]`` for ``n_splits`` folds, stratified by label."""
     if mode not in SPLIT_MODES:
-        raise ValueError(f"mode must be one of {SPLIT_MODES} (got {mode!r})")
+        raise InputError(f"mode must be one of {SPLIT_MODES} (got {mode!r})")
     if not (isinstance(n_splits, int) and n_splits >= 2):
-        raise ValueError(f"n_splits must be an integer >= 2 (got {n_splits!r})")
+        raise InputError(f"n_splits must be an integer >= 2 (got {n_splits!r})")
     y = np.asarray(labels).astype(int)
     groups = np.asarray(groups)
     if y.shape != groups.shape:
-        raise ValueError(f"labels ({y.size}) and groups ({groups.size}) differ in length")
+        raise InputError(f"labels ({y.size}) and groups ({groups.size}) differ in length")
     n_groups = len(np.unique(groups)) if mode == "grouped" else y.size
     if n_groups < n_splits:
         unit = "parents" if mode == "grouped" else "images"
-        raise ValueError(f"n_splits={n_splits} folds need at least as many {unit} (got {n_groups})")
+        raise InputError(f"n_splits={n_splits} folds need at least as many {unit} (got {n_groups})")
     if mode == "grouped":
         split = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(
             np.zeros(y.size), y, groups)
@@ -57,7 +59,7 @@ def make_folds(labels, groups, n_splits: int, *, mode: str = "grouped", seed: in
     folds = [(np.sort(tr), np.sort(te)) for tr, te in split]
     for k, (_, test) in enumerate(folds):
         if y[test].min() == y[test].max():
-            raise ValueError(f"fold {k} of {n_splits} ({mode}) holds only "
+            raise InputError(f"fold {k} of {n_splits} ({mode}) holds only "
                              f"{'lenses' if y[test][0] else 'non-lenses'}: use fewer folds or more data")
     return folds
 
@@ -127,9 +129,13 @@ def cross_validate(fit_predict: FitPredict, labels, groups, *, name: str, out_di
     for k, (train, test) in enumerate(folds):
         path = directory / f"fold_{k}.npz"
         if path.exists():
-            saved = np.load(path)
-            if not np.array_equal(saved["index"], test):
-                raise ValueError(f"{path} holds another fold's rows; delete {directory} to start over")
+            try:
+                saved = dict(np.load(path, allow_pickle=False))
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+                raise InputError(f"{path} is not a readable fold file ({err}); delete it to run the "
+                                 "fold again") from err
+            if not np.array_equal(saved.get("index"), test):
+                raise InputError(f"{path} holds another fold's rows; delete {directory} to start over")
             test_scores, threshold = saved["scores"], float(saved["threshold"])
             if progress:
                 progress(f"{name} [{mode}] fold {k + 1}/{n_splits}: loaded from {path.name}")

@@ -12,7 +12,10 @@ Layout of the HDF5 file::
     /labels      int8 (N,), 1 = lens
     /parent_ids  int64 (N,), shared by a parent and its augmented children
     /metadata    astropy Table (one row per image, with units)
-    attrs        format, format_version, config (JSON), config_hash, complete
+    attrs        format, format_version, config (JSON), config_hash, images_blake2b, complete
+
+Loading checks the contents too (:mod:`lenslib.integrity`): labels, image size, finite pixels
+and the ``images_blake2b`` digest written with the images.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from tqdm import tqdm
 
 from .augment import AUGMENT_FIELDS, augment
 from .config import SimulationConfig, config_from_dict, config_hash, config_to_dict
-from .files import atomic_output
+from .errors import DatasetError
+from .files import atomic_output, remove_stale_partials
+from .integrity import damaged as _damaged
+from .integrity import images_digest as _images_digest
+from .integrity import verify_contents as _verify_contents
 from .simulate import simulate_scene
 
 FILE_FORMAT = "lenslib-dataset"
@@ -85,10 +92,6 @@ METADATA_COLUMNS: dict[str, tuple[str, object, str]] = {
     "flip_h": ("bool", None, "augmentation: horizontal flip"),
     "flip_v": ("bool", None, "augmentation: vertical flip"),
 }
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing, truncated, foreign or inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def _finish_file(f: h5py.File, labels, parent_ids, records, config, extra_column
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["config"] = json.dumps(config_to_dict(config), sort_keys=True)
     f.attrs["config_hash"] = config_hash(config)
+    f.attrs["images_blake2b"] = _images_digest(f["images"])
     f.attrs["complete"] = True
 
 
@@ -303,17 +307,30 @@ def _mp_context():
 
 def build_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = None, *,
                   workers: int | None = None, progress: bool | None = None) -> Path:
-    """The dataset file of ``config``: loaded from the cache if present and valid, else simulated."""
+    """The dataset file of ``config``: loaded from the cache if present and valid, else simulated.
+
+    Partial files left by builds of the same file that were killed are removed first; a cached
+    file that fails its checks raises :class:`DatasetError` (delete it and it is rebuilt)."""
     path = dataset_path(config, data_dir)
+    remove_stale_partials(path)
     if path.exists():
         _check_file(path, expect_hash=config_hash(config))
         return path
     return assemble(config, path, workers=workers, progress=progress)
 
 
+_READ_ERRORS = (OSError, KeyError, ValueError, TypeError, AttributeError, UnicodeDecodeError)
+
+
 def _check_file(path: Path, expect_hash: str | None = None) -> None:
     with _open_h5(path) as f:
-        _validate(f, path, expect_hash)
+        try:
+            _validate(f, path, expect_hash)
+            _verify_contents(f, path)
+        except DatasetError:
+            raise
+        except _READ_ERRORS as err:  # h5py and astropy on a damaged file
+            raise _damaged(path, f"cannot be read ({type(err).__name__}: {err})") from err
 
 
 def _open_h5(path: Path) -> h5py.File:
@@ -336,6 +353,9 @@ def _validate(f: h5py.File, path: Path, expect_hash: str | None) -> None:
     for name in ("images", "labels", "parent_ids", "metadata"):
         if name not in f:
             raise DatasetError(f"{path} lacks the {name!r} dataset")
+    for name in ("images", "labels", "parent_ids"):
+        if not isinstance(f[name], h5py.Dataset):
+            raise _damaged(path, f"has a {name!r} that is not an array")
     n = f["images"].shape[0]
     for name in ("labels", "parent_ids", "metadata"):
         if f[name].shape[0] != n:
@@ -345,9 +365,13 @@ def _validate(f: h5py.File, path: Path, expect_hash: str | None) -> None:
                            f"expected {expect_hash}")
 
 
-def load_dataset(path: str | os.PathLike, *, in_memory: bool = True) -> LensDataset:
+def load_dataset(path: str | os.PathLike, *, in_memory: bool = True, verify: bool = True) -> LensDataset:
     """Open a dataset file, validated.  ``in_memory=False`` keeps ``images`` as an open
-    ``h5py.Dataset`` for streaming (close it with ``dataset.images.file.close()``)."""
+    ``h5py.Dataset`` for streaming (close it with ``dataset.images.file.close()``).
+
+    ``verify`` (default) also checks the contents once per process: labels, image size, finite
+    pixels and the stored checksum, streamed a chunk at a time when ``in_memory=False``.  A file
+    that fails raises :class:`DatasetError`, which names it."""
     path = Path(path)
     f = _open_h5(path)
     try:
@@ -356,9 +380,20 @@ def load_dataset(path: str | os.PathLike, *, in_memory: bool = True) -> LensData
         metadata = Table.read(f, path="metadata")
         metadata.convert_bytestring_to_unicode()  # HDF5 stores strings as bytes
         images = f["images"][...] if in_memory else f["images"]
+        labels = f["labels"][...]
+        if verify:
+            _verify_contents(f, path, images if in_memory else None)
+            if "label" in metadata.colnames and not np.array_equal(np.asarray(metadata["label"]), labels):
+                raise _damaged(path, "has metadata labels that differ from its labels")
         ds = LensDataset(path=path, config=config, config_hash=str(f.attrs["config_hash"]),
-                         images=images, labels=f["labels"][...], parent_ids=f["parent_ids"][...],
+                         images=images, labels=labels, parent_ids=f["parent_ids"][...],
                          metadata=metadata)
+    except DatasetError:
+        f.close()
+        raise
+    except _READ_ERRORS as err:
+        f.close()
+        raise _damaged(path, f"cannot be read ({type(err).__name__}: {err})") from err
     except BaseException:
         f.close()
         raise

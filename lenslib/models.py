@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ADAPTER_NAMES, OPTIMIZER_NAMES
+from .errors import InputError
 from .files import atomic_output
 from .preprocess import normalize, validate_cutouts
 
@@ -738,21 +739,34 @@ def save_model(model, path: str | os.PathLike) -> Path:
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
     from the file).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
-    keras = _keras()
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix != ".keras":
-        raise ValueError(f"{path} is not a .keras model file")
+        raise InputError(f"{path} is not a .keras model file")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that exists
+        raise InputError(f"cannot load {path}: a .keras model is a zip archive and this file is not "
+                         f"({path.stat().st_size} bytes; truncated or corrupt?)")
+    keras = _keras()
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (ValueError, OSError, KeyError, TypeError) as err:
-        raise ValueError(f"cannot load {path} as a Keras model (safe mode): {err}") from err
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise InputError(f"cannot load {path} as a Keras model (safe mode): {err}") from err
     in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
     if len(in_shape) != 4 or in_shape[-1] != 1 or out_shape[-1] != 2:
-        raise ValueError(f"{path} is not a lenslib lens finder: it maps {in_shape} to {out_shape}, "
+        raise InputError(f"{path} is not a lenslib lens finder: it maps {in_shape} to {out_shape}, "
                          "expected (None, H, W, 1) to (None, 2)")
     return model
+
+
+def _shape_error(given: tuple, seen: tuple) -> str:
+    """What was wrong with cutouts of shape ``given`` (read as ``seen`` = (N, H, W))."""
+    if len(given) == 3 and given[-1] in (2, 3, 4) and given[0] == given[1]:
+        return (f"got shape {given}: one {given[0]}x{given[1]} image with {given[-1]} channels? lenslib "
+                "cutouts are single-band, shaped (N, H, W)")
+    return f"got {seen[1]}x{seen[2]} cutouts: shape {given}"
 
 
 def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
@@ -761,18 +775,19 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
     ``model`` is a model from :func:`build_model`/:func:`load_model` or the path of a ``.keras``
     file; ``cutouts`` are in e-/s, shaped ``(N, H, W)`` (one ``(H, W)`` cutout is accepted) with
     the model's ``H, W``.  They go through :func:`lenslib.preprocess.normalize`, the normalisation
-    used in training.  Returns float32 ``(N,)``.  Raises ``ValueError`` for a wrong shape, NaN or
-    infinite pixels, or no cutouts.
+    used in training.  Returns float32 ``(N,)``.  Raises ``ValueError``
+    (:class:`lenslib.errors.InputError`) for a wrong shape, NaN or infinite pixels, or no
+    cutouts, and ``TypeError`` for non-numeric or complex cutouts.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
-    if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
+    if isinstance(batch_size, bool) or not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        raise InputError(f"batch_size must be a positive integer (got {batch_size!r})")
     height, width = tuple(model.input_shape)[1:3]
     arr = validate_cutouts(cutouts)
     if arr.shape[1:] != (height, width):
-        raise ValueError(f"cutouts must be {height}x{width} pixels for this model "
-                         f"(got {arr.shape[1]}x{arr.shape[2]})")
+        raise InputError(f"cutouts must be {height}x{width} pixels for this model "
+                         f"({_shape_error(np.shape(cutouts), arr.shape)})")
     out = np.empty(len(arr), dtype=np.float32)
     # Batch by batch: predict_on_batch skips the per-call set-up of Model.predict, which
     # dominates when a survey scan scores many small batches.

@@ -179,3 +179,49 @@ def plot_auc_by_bins(tables: dict, column: str, *, xlabel: str, ax=None):
     ax.legend(fontsize=7)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def _cell_edges(centres: np.ndarray, size: int) -> np.ndarray:
+    """Edges of the cells around tile centres: midway between neighbours, half a step (or half
+    a tile, for a single one) beyond the first and last."""
+    if len(centres) == 1:
+        return np.array([centres[0] - size / 2, centres[0] + size / 2])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def plot_score_map(tiles, data=None, *, ax=None, threshold: float | None = None,
+                   cmap: str = "magma", max_display: int = 1500):
+    """Draw the tile scores of a scan (a :class:`lenslib.scan.TileScores`) over the image (or
+    alone): each tile's score in a cell around its centre, skipped tiles blank, and with
+    ``threshold`` its contour.  Returns the Axes; a colour bar shows the score.  A large image
+    is shown decimated to about ``max_display`` pixels."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 6))
+    grid = tiles.grid
+    ny, nx = grid.shape
+    half = (grid.size - 1) / 2
+    xc, yc = grid.x0 + half, grid.y0 + half
+    if data is not None:
+        step = max(1, -(-max(ny, nx) // max_display))
+        view = np.asarray(data[::step, ::step], dtype=np.float32)
+        finite = np.isfinite(view)
+        shown = np.full(view.shape, np.nan, dtype=np.float32)
+        if finite.any():
+            filled = np.where(finite, view, np.median(view[finite]))
+            shown = np.where(finite, normalize(filled)[0], np.nan)
+        ax.imshow(shown, cmap="gray", origin="lower", vmin=DISPLAY_RANGE[0], vmax=DISPLAY_RANGE[1],
+                  extent=(-0.5, nx - 0.5, -0.5, ny - 0.5), interpolation="nearest")
+    mesh = ax.pcolormesh(_cell_edges(xc, grid.size), _cell_edges(yc, grid.size),
+                         np.ma.masked_invalid(tiles.scores), cmap=cmap, vmin=0, vmax=1,
+                         alpha=0.5 if data is not None else 1.0, shading="flat")
+    if threshold is not None and min(tiles.scores.shape) > 1:
+        ax.contour(xc, yc, np.nan_to_num(tiles.scores, nan=0.0), levels=[threshold], colors="cyan",
+                   linewidths=0.8)
+    ax.set_xlim(-0.5, nx - 0.5)
+    ax.set_ylim(-0.5, ny - 0.5)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    ax.figure.colorbar(mesh, ax=ax, label="lens score", shrink=0.85)
+    return ax

@@ -3,15 +3,17 @@
 A 2-D image in e-/s (a drizzled HST mosaic, or any survey image of the same kind) is cut into
 overlapping ``100 x 100`` tiles every ``stride`` pixels.  Each tile is normalised exactly as the
 training cutouts were (:func:`lenslib.preprocess.normalize`, through
-:func:`lenslib.models.predict`) and scored by a trained lens finder.  Tiles that touch a NaN,
-infinite or masked pixel are skipped and reported, never scored as sky.  Tiles scoring at least
+:func:`lenslib.models.predict`) and scored by a trained lens finder.  Tiles that touch a pixel
+without data (NaN, infinite, BLANK, masked, zero weight, or in a run of exact zeros) are skipped
+and reported with the fraction of the image without data, never scored as sky.  Tiles scoring at least
 ``threshold`` are merged by non-maximum suppression: the best tile keeps every other detection
 within ``min_separation`` pixels, and the candidate sits at their score-weighted centre.
 
 Memory stays bounded: the image is read one band of tile rows at a time (a memory-mapped FITS
 file is never loaded whole) and scored ``batch_size`` cutouts at a time.  With ``checkpoint`` the
 scores of each finished tile row are written to disk atomically, so an interrupted scan resumes
-where it stopped.  With ``scheduler`` the same blocks are scored on a Dask cluster (a local one
+where it stopped (a checkpoint is tied to a hash of every pixel, the tiling and the model).
+With ``scheduler`` the same blocks are scored on a Dask cluster (a local one
 with ``"local"``, any other by its address); every worker loads the model from its ``.keras``
 file, and the scores are the same as in one process.
 
@@ -32,15 +34,22 @@ import numpy as np
 from astropy.table import Table
 from astropy.utils.exceptions import AstropyUserWarning
 
-from .files import atomic_output, write_table
+from .errors import InputError, InputTypeError
+from .files import MARKER, atomic_output, check_output, check_table_path, write_table
+from .fitsio import read_image, read_plane
 
 #: Pixels a side of the cutouts lenslib's models score (the training images' size).
 CUTOUT_SIZE = 100
 DEFAULT_STRIDE = 50
 DEFAULT_BATCH_SIZE = 256
+#: Largest batch: 8192 cutouts take about 1 GB while normalised; larger batches only cost memory.
+MAX_BATCH_SIZE = 8192
+#: Exact zeros in a run of at least this many pixels along a row or a column are no data (the
+#: fill of a mosaic's edges and gaps); a sky-subtracted image with noise never has such runs.
+ZERO_RUN = 32
 CHECKPOINT_FORMAT = "lenslib-scan-checkpoint"
-_CHECKPOINT_VERSION = 1
-_TABLE_SUFFIXES = (".fits", ".fit", ".ecsv", ".csv")
+_CHECKPOINT_VERSION = 2
+_SURVEY_PIXELS = 1 << 22  # pixels read at a time by the pass that counts no-data pixels and hashes
 
 
 class ScanWarning(AstropyUserWarning):
@@ -103,28 +112,31 @@ def tile_grid(shape: tuple[int, int], *, size: int = CUTOUT_SIZE, stride: int = 
     column flush with the far edges.  ``stride`` must be in ``[1, size]`` so that no pixel is
     left out."""
     if not (isinstance(size, (int, np.integer)) and size >= 1):
-        raise ValueError(f"size must be a positive integer (got {size!r})")
+        raise InputError(f"size must be a positive integer (got {size!r})")
     if not (isinstance(stride, (int, np.integer)) and not isinstance(stride, bool) and 1 <= stride <= size):
-        raise ValueError(f"stride must be an integer in [1, {size}] pixels so that the {size}-pixel "
+        raise InputError(f"stride must be an integer in [1, {size}] pixels so that the {size}-pixel "
                          f"tiles overlap or touch (got {stride!r})")
     ny, nx = shape
     if ny < size or nx < size:
-        raise ValueError(f"the image ({nx}x{ny} pixels) is smaller than one {size}x{size} cutout")
+        raise InputError(f"the image ({nx}x{ny} pixels) is smaller than one {size}x{size} cutout")
     return TileGrid((int(ny), int(nx)), int(size), int(stride), _starts(nx, size, stride),
                     _starts(ny, size, stride))
 
 
 @dataclass
 class TileScores:
-    """The score of every tile of a scan; NaN where a tile was skipped (NaN or masked pixels).
+    """The score of every tile of a scan; NaN where a tile was skipped (it touches a pixel with
+    no data).
 
-    ``n_scored`` tiles were scored by this call and ``n_resumed`` read back from a checkpoint.
+    ``n_scored`` tiles were scored by this call and ``n_resumed`` read back from a checkpoint;
+    ``no_data`` is the fraction of the image's pixels that have no data.
     """
 
     grid: TileGrid
     scores: np.ndarray
     n_scored: int = 0
     n_resumed: int = 0
+    no_data: float = 0.0
 
     @property
     def skipped(self) -> np.ndarray:
@@ -145,30 +157,44 @@ class TileScores:
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
+def _as_array(value, name):
+    """``value`` itself if it can be read band by band (a memory map, a
+    :class:`~lenslib.fitsio.ScaledImage`, any sliceable array with ``shape`` and ``dtype``),
+    else ``np.asarray(value)``."""
+    if hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "__getitem__"):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged nested lists
+        raise InputTypeError(f"{name} must be a 2-D numeric array ({err})") from err
+
+
 def _check_image(data):
-    """A 2-D numeric image; a memory map or any sliceable array with ``shape`` and ``dtype``
-    is kept as it is (read band by band later); anything else goes through ``np.asarray``."""
-    if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
-        data = np.asarray(data)
+    """A 2-D real-valued image of at least one cutout, kept as it is if it can be read band by
+    band."""
+    data = _as_array(data, "data")
     dtype = np.dtype(data.dtype)
     if not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
-        raise TypeError(f"data must be a numeric image (got dtype {dtype})")
+        raise InputTypeError(f"data must be a numeric image of real numbers (got dtype {dtype})")
     if len(data.shape) != 2:
-        raise ValueError(f"data must be a 2-D image (got shape {tuple(data.shape)}); pick one plane "
+        raise InputError(f"data must be a 2-D image (got shape {tuple(data.shape)}); pick one plane "
                          "or one HDU of a cube")
     if min(data.shape) < CUTOUT_SIZE:
-        raise ValueError(f"data must be at least {CUTOUT_SIZE}x{CUTOUT_SIZE} pixels, one cutout "
+        raise InputError(f"data must be at least {CUTOUT_SIZE}x{CUTOUT_SIZE} pixels, one cutout "
                          f"(got {data.shape[1]}x{data.shape[0]})")
     return data
 
 
-def _check_mask(mask, shape):
+def _check_mask(mask, shape, name="mask"):
+    """A mask (True or nonzero: no data) or a weight map (0: no data) of the image's shape."""
     if mask is None:
         return None
-    if not (hasattr(mask, "shape") and hasattr(mask, "__getitem__")):
-        mask = np.asarray(mask)
+    mask = _as_array(mask, name)
+    dtype = np.dtype(mask.dtype)
+    if dtype.kind not in "biuf":
+        raise InputTypeError(f"{name} must be an array of booleans or real numbers (got dtype {dtype})")
     if tuple(mask.shape) != tuple(shape):
-        raise ValueError(f"mask must have the same shape as data: mask is {tuple(mask.shape)}, "
+        raise InputError(f"{name} must have the same shape as data: {name} is {tuple(mask.shape)}, "
                          f"data is {tuple(shape)}")
     return mask
 
@@ -179,28 +205,39 @@ def _check_wcs(wcs, shape):
     from astropy.wcs import WCS
 
     if not isinstance(wcs, WCS):
-        raise TypeError(f"wcs must be an astropy.wcs.WCS or None (got {type(wcs).__name__})")
+        raise InputTypeError(f"wcs must be an astropy.wcs.WCS or None (got {type(wcs).__name__})")
     if wcs.pixel_n_dim != 2 or not wcs.has_celestial:
-        raise ValueError(f"wcs must be a 2-D celestial WCS (got {wcs.pixel_n_dim} pixel axes, "
+        raise InputError(f"wcs must be a 2-D celestial WCS (got {wcs.pixel_n_dim} pixel axes, "
                          f"types {list(wcs.wcs.ctype)})")
     if wcs.pixel_shape is not None and tuple(wcs.pixel_shape) != (shape[1], shape[0]):
         nx, ny = wcs.pixel_shape
-        raise ValueError(f"the wcs is for a {nx}x{ny} image but data is {shape[1]}x{shape[0]} pixels")
+        raise InputError(f"the wcs is for a {nx}x{ny} image but data is {shape[1]}x{shape[0]} pixels")
     return wcs
 
 
 def _check_number(name, value, low, high):
     if not (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
             and low <= value <= high):
-        raise ValueError(f"{name} must be a number in [{low}, {high}] (got {value!r})")
+        raise InputError(f"{name} must be a number in [{low}, {high}] (got {value!r})")
     return float(value)
 
 
-def _check_batch_size(batch_size) -> int:
-    if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
-            and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer (got {batch_size!r})")
-    return int(batch_size)
+def _check_int(name, value, low, high) -> int:
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and low <= value <= high):
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise InputError(f"{name} must be {what} no larger than {high} (got {value!r})")
+    return int(value)
+
+
+def _check_checkpoint(checkpoint):
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise InputTypeError(f"checkpoint must be a directory path or None (got {type(checkpoint).__name__})")
+    path = Path(checkpoint)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"checkpoint {path} is a file, not a directory")
+    return path
 
 
 def _check_model(model):
@@ -212,12 +249,12 @@ def _check_model(model):
         path = Path(model)
         model = load_model(path)
     elif not (hasattr(model, "input_shape") and hasattr(model, "predict")):
-        raise TypeError(f"model must be a Keras model or the path of a .keras file "
-                        f"(got {type(model).__name__})")
+        raise InputTypeError(f"model must be a Keras model or the path of a .keras file "
+                             f"(got {type(model).__name__})")
     shape = tuple(model.input_shape)
     if shape[1:] != (CUTOUT_SIZE, CUTOUT_SIZE, 1):
         where = f" ({path})" if path else ""
-        raise ValueError(f"the model{where} takes inputs of shape {shape} but lenslib scans "
+        raise InputError(f"the model{where} takes inputs of shape {shape} but lenslib scans "
                          f"{CUTOUT_SIZE}x{CUTOUT_SIZE}x1 cutouts: train it on lenslib's cutouts")
     return model, path
 
@@ -225,13 +262,74 @@ def _check_model(model):
 # --------------------------------------------------------------------------------------------
 # Scoring one block of tile rows (in this process or on a Dask worker)
 # --------------------------------------------------------------------------------------------
-def _read_band(data, mask, grid: TileGrid, rows: np.ndarray) -> np.ndarray:
-    """The image rows under tile rows ``rows`` (consecutive) as float32, masked pixels NaN."""
-    top, bottom = int(grid.y0[rows[0]]), int(grid.y0[rows[-1]]) + grid.size
-    band = np.array(data[top:bottom], dtype=np.float32)
-    if mask is not None:
-        band[np.asarray(mask[top:bottom], dtype=bool)] = np.nan
+@dataclass(frozen=True)
+class _Source:
+    """What a scan reads: the image, its mask (True: no data) and weight map (0: no data), and
+    the length of the runs of exact zeros that are no data (0: none are)."""
+
+    data: object
+    mask: object = None
+    weight: object = None
+    zero_run: int = ZERO_RUN
+
+
+def _in_runs(flags: np.ndarray, run: int, axis: int) -> np.ndarray:
+    """True where ``flags`` is True inside a run of at least ``run`` Trues along ``axis``."""
+    f = np.moveaxis(flags, axis, -1)
+    n = f.shape[-1]
+    if n < run:
+        return np.zeros(flags.shape, dtype=bool)
+    pad = np.zeros(f.shape[:-1] + (1,), dtype=np.int32)
+    count = np.concatenate([pad, np.cumsum(f, axis=-1, dtype=np.int32)], axis=-1)
+    full = (count[..., run:] - count[..., :-run]) == run  # the window starting here is all True
+    starts = np.concatenate([pad, np.cumsum(full, axis=-1, dtype=np.int32)], axis=-1)
+    j = np.arange(n)
+    covered = starts[..., np.minimum(j, n - run) + 1] - starts[..., np.maximum(j - run + 1, 0)] > 0
+    return np.moveaxis(covered, -1, axis)
+
+
+def _read_rows(src: _Source, top: int, bottom: int) -> np.ndarray:
+    """Image rows ``[top, bottom)`` as float32, NaN where there is no data: masked pixels, zero
+    or non-finite weights, and runs of ``src.zero_run`` or more exact zeros along a row or a
+    column (NaN, infinite and BLANK pixels are NaN or infinite already).  ``zero_run - 1`` rows
+    are read beyond each end, so a pixel's fate never depends on the band it was read in."""
+    data, run = src.data, src.zero_run
+    halo = run - 1 if run else 0
+    lo, hi = max(0, top - halo), min(data.shape[0], bottom + halo)
+    band = np.array(data[lo:hi], dtype=np.float32)
+    zero = band == 0 if run else None
+    band = band[top - lo:bottom - lo]
+    if zero is not None and np.count_nonzero(zero) >= run:
+        no_data = _in_runs(zero, run, axis=1)[top - lo:bottom - lo]
+        no_data |= _in_runs(zero, run, axis=0)[top - lo:bottom - lo]
+        band[no_data] = np.nan
+    if src.mask is not None:
+        band[np.asarray(src.mask[top:bottom], dtype=bool)] = np.nan
+    if src.weight is not None:
+        with np.errstate(invalid="ignore"):
+            band[~(np.asarray(src.weight[top:bottom], dtype=np.float64) > 0)] = np.nan
     return band
+
+
+def _read_band(src: _Source, grid: TileGrid, rows: np.ndarray) -> np.ndarray:
+    """The image rows under tile rows ``rows`` (consecutive), by :func:`_read_rows`."""
+    return _read_rows(src, int(grid.y0[rows[0]]), int(grid.y0[rows[-1]]) + grid.size)
+
+
+def _survey(src: _Source, digest: bool) -> tuple[int, str | None]:
+    """One pass over the whole image, a band of rows at a time: the number of pixels with no
+    data and, with ``digest``, a blake2b digest of the image as the scan sees it (float32, NaN
+    where there is no data), which therefore covers the mask, the weights and ``zero_run``."""
+    ny, nx = src.data.shape
+    rows = max(1, _SURVEY_PIXELS // nx)
+    h = hashlib.blake2b(digest_size=16) if digest else None
+    n_no_data = 0
+    for top in range(0, ny, rows):
+        band = _read_rows(src, top, min(ny, top + rows))
+        n_no_data += int(band.size - np.count_nonzero(np.isfinite(band)))
+        if h is not None:
+            h.update(band.tobytes())
+    return n_no_data, (h.hexdigest() if h is not None else None)
 
 
 def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int) -> np.ndarray:
@@ -277,33 +375,28 @@ def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size:
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
-def _digest(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
-
-
 def _model_digest(model, path) -> str:
+    """blake2b of the model's ``.keras`` file (architecture and weights), or of its weights."""
+    h = hashlib.blake2b(digest_size=16)
     if path is not None:
-        h = hashlib.sha256()
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-        return h.hexdigest()[:16]
-    return _digest(*model.get_weights())
+    else:
+        for w in model.get_weights():
+            h.update(str(np.shape(w)).encode())
+            h.update(np.ascontiguousarray(w).tobytes())
+    return h.hexdigest()
 
 
-def _fingerprint(data, mask, grid: TileGrid, model, model_path) -> dict:
-    """What a checkpoint must match to be resumed: the image (a sample of its pixels), the
-    mask, the tiling and the model's weights."""
-    ny, nx = grid.shape
-    step = (max(1, ny // 64), max(1, nx // 64))
-    sample = np.asarray(data[::step[0], ::step[1]], dtype=np.float32)
-    mask_sample = None if mask is None else np.asarray(mask[::step[0], ::step[1]], dtype=bool)
-    return {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride,
-            "image": _digest(sample), "mask": None if mask is None else _digest(mask_sample),
-            "model": _model_digest(model, model_path)}
+def _fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model, model_path) -> dict:
+    """What a checkpoint must match to be resumed: every pixel of the image as the scan sees it
+    (:func:`_survey`'s digest: data, mask, weights, BLANK and zero runs), the tiling and the
+    model.  Options that do not change a tile's score (threshold, min_separation, batch_size,
+    scheduler) are not part of it: a finished checkpoint can be merged again at another
+    threshold without rescoring."""
+    return {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride, "zero_run": zero_run,
+            "image": image_digest, "model": _model_digest(model, model_path)}
 
 
 class _Checkpoint:
@@ -319,12 +412,16 @@ class _Checkpoint:
             try:
                 old = json.loads(manifest.read_text())
             except (OSError, ValueError) as err:
-                raise ValueError(f"{manifest} is not a lenslib scan checkpoint: {err}") from err
-            if old.get("format") != CHECKPOINT_FORMAT:
-                raise ValueError(f"{manifest} is not a lenslib scan checkpoint")
-            differ = sorted(k for k in fingerprint if old.get("fingerprint", {}).get(k) != fingerprint[k])
+                raise InputError(f"{manifest} is not a lenslib scan checkpoint: {err}") from err
+            if not isinstance(old, dict) or old.get("format") != CHECKPOINT_FORMAT:
+                raise InputError(f"{manifest} is not a lenslib scan checkpoint")
+            if old.get("version") != _CHECKPOINT_VERSION:
+                raise InputError(f"the checkpoint {self.dir} was written by another version of lenslib "
+                                 f"(checkpoint version {old.get('version')!r}); delete it to scan afresh")
+            previous = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
+            differ = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
             if differ:
-                raise ValueError(f"the checkpoint {self.dir} belongs to another scan (it differs in "
+                raise InputError(f"the checkpoint {self.dir} belongs to another scan (it differs in "
                                  f"{', '.join(differ)}); use a new checkpoint directory or delete it")
         else:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -341,9 +438,13 @@ class _Checkpoint:
         for row in range(scores.shape[0]):
             path = self._path(row)
             if path.exists():
-                values = np.load(path)
+                try:
+                    values = np.load(path, allow_pickle=False)
+                except (ValueError, EOFError, OSError) as err:
+                    raise InputError(f"{path} is not a readable row of scores ({err}); delete the "
+                                     f"checkpoint {self.dir} to scan afresh") from err
                 if values.shape != (self.n_cols,):
-                    raise ValueError(f"{path} holds {values.shape} scores, expected ({self.n_cols},)")
+                    raise InputError(f"{path} holds {values.shape} scores, expected ({self.n_cols},)")
                 scores[row] = values
                 done.append(row)
         return np.array(done, dtype=int)
@@ -371,38 +472,64 @@ def _progress_bar(total: int, progress, initial: int = 0):
     return tqdm(total=total, initial=initial, unit="tile", desc="lenslib scan", disable=disable)
 
 
-def score_tiles(data, model, *, mask=None, stride: int = DEFAULT_STRIDE,
-                batch_size: int = DEFAULT_BATCH_SIZE, checkpoint=None, scheduler=None,
-                n_workers: int | None = None, progress: bool | None = None) -> TileScores:
+def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_STRIDE,
+                batch_size: int = DEFAULT_BATCH_SIZE, zero_run: int = ZERO_RUN, checkpoint=None,
+                scheduler=None, n_workers: int | None = None, progress: bool | None = None) -> TileScores:
     """Score every ``100 x 100`` tile of ``data``; see :func:`find_lenses` for the parameters.
 
     Returns a :class:`TileScores` whose ``scores`` (``n_rows x n_cols``, NaN for skipped tiles)
     are the raw material of :func:`candidates_table` and of a score map.  Warns with
-    :class:`SkippedTilesWarning` when tiles touch NaN, infinite or masked pixels.
+    :class:`SkippedTilesWarning`, and the fraction of the image without data, when tiles touch
+    pixels without data.
     """
     data = _check_image(data)
     mask = _check_mask(mask, data.shape)
+    weight = _check_mask(weight, data.shape, "weight")
     if np.ma.isMaskedArray(data):
         own = np.ma.getmaskarray(data)
         mask = own if mask is None else own | np.asarray(mask, dtype=bool)
         data = np.ma.getdata(data)
-    batch_size = _check_batch_size(batch_size)
+    batch_size = _check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+    zero_run = _check_int("zero_run", zero_run, 0, min(data.shape))
     grid = tile_grid(tuple(data.shape), stride=stride)
+    checkpoint = _check_checkpoint(checkpoint)
+    if n_workers is not None and scheduler != "local":
+        raise InputError(f"n_workers sets the size of a scheduler='local' cluster; it does nothing with "
+                         f"scheduler={scheduler!r}")
     model, model_path = _check_model(model)
     if scheduler is not None and model_path is None:
-        raise ValueError("to scan on Dask, pass the model as the path of its .keras file: every worker "
+        raise InputError("to scan on Dask, pass the model as the path of its .keras file: every worker "
                          "loads it from there (lenslib.models.save_model writes one)")
+    src = _Source(data, mask, weight, zero_run)
+    # Connect first: an unreachable scheduler fails before any reading, and leaves no checkpoint.
+    client, close = (None, None) if scheduler is None else _dask_client(scheduler, n_workers)
+    try:
+        result = _score_all(src, grid, model, model_path, batch_size, checkpoint, client, progress)
+    finally:
+        if close is not None:
+            close()
+    if result.n_skipped:
+        warnings.warn(f"{result.n_skipped} of {grid.n_tiles} tiles touch NaN, infinite or masked pixels "
+                      f"and were not scored: {100 * result.no_data:.3g}% of the image has no data (NaN, "
+                      f"infinite or BLANK pixels, the mask, zero weights, runs of {zero_run} or more exact "
+                      "zeros); no candidates can be found there", SkippedTilesWarning, stacklevel=2)
+    return result
 
+
+def _score_all(src, grid, model, model_path, batch_size, checkpoint, client, progress) -> TileScores:
+    n_no_data, digest = _survey(src, digest=checkpoint is not None)
     scores = np.full((grid.n_rows, grid.n_cols), np.nan, dtype=np.float32)
     store = None
     done = np.zeros(0, dtype=int)
     if checkpoint is not None:
-        store = _Checkpoint(checkpoint, _fingerprint(data, mask, grid, model, model_path), grid.n_cols)
+        store = _Checkpoint(checkpoint, _fingerprint(digest, grid, src.zero_run, model, model_path),
+                            grid.n_cols)
         done = store.load(scores)
     pending = np.setdiff1d(np.arange(grid.n_rows), done)
     per_block = max(1, -(-batch_size // grid.n_cols))  # enough rows to fill a batch
     blocks = _blocks(pending, per_block)
-    result = TileScores(grid, scores, n_resumed=int(np.isfinite(scores[done]).sum()))
+    result = TileScores(grid, scores, n_resumed=int(np.isfinite(scores[done]).sum()),
+                        no_data=n_no_data / (grid.shape[0] * grid.shape[1]))
 
     def finish(rows, values):
         scores[rows] = values
@@ -413,20 +540,13 @@ def score_tiles(data, model, *, mask=None, stride: int = DEFAULT_STRIDE,
         bar.update(values.size)
 
     with _progress_bar(grid.n_tiles, progress, initial=len(done) * grid.n_cols) as bar:
-        if scheduler is None:
+        if client is None:
             for rows in blocks:
-                band = _read_band(data, mask, grid, rows)
+                band = _read_band(src, grid, rows)
                 local = grid.y0[rows] - grid.y0[rows[0]]
                 finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size))
         else:
-            _score_on_dask(data, mask, grid, blocks, str(model_path.resolve()), batch_size, scheduler,
-                           n_workers, finish)
-
-    n_skipped = result.n_skipped
-    if n_skipped:
-        warnings.warn(f"{n_skipped} of {grid.n_tiles} tiles touch NaN, infinite or masked pixels and "
-                      "were not scored; no candidates can be found there", SkippedTilesWarning,
-                      stacklevel=2)
+            _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), batch_size, finish)
     return result
 
 
@@ -441,7 +561,7 @@ def local_cluster(n_workers: int | None = None):
     cores = os.cpu_count() or 1
     n = cores if n_workers is None else n_workers
     if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
-        raise ValueError(f"n_workers must be a positive integer (got {n_workers!r})")
+        raise InputError(f"n_workers must be a positive integer (got {n_workers!r})")
     threads = str(max(1, cores // n))
     env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
@@ -468,36 +588,32 @@ def _dask_client(scheduler, n_workers):
     if isinstance(scheduler, str) and "://" in scheduler:
         try:
             client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as err:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
         return client, client.close
-    raise ValueError(f"scheduler must be None, 'local', a scheduler address such as "
+    raise InputError(f"scheduler must be None, 'local', a scheduler address such as "
                      f"'tcp://host:8786', or a distributed.Client (got {scheduler!r})")
 
 
-def _score_on_dask(data, mask, grid, blocks, model_path, batch_size, scheduler, n_workers, finish):
+def _score_on_dask(client, src, grid, blocks, model_path, batch_size, finish):
     """Submit one task per block, at most two per worker in flight (memory stays bounded), and
     hand each result to ``finish`` as it arrives."""
     from dask.distributed import wait
 
-    client, close = _dask_client(scheduler, n_workers)
-    try:
-        n_running = max(1, len(client.scheduler_info().get("workers", {})))
-        in_flight: dict = {}
-        queue = list(blocks)
-        while queue or in_flight:
-            while queue and len(in_flight) < 2 * n_running:
-                rows = queue.pop(0)
-                band = _read_band(data, mask, grid, rows)
-                local = grid.y0[rows] - grid.y0[rows[0]]
-                future = client.submit(_score_band_task, model_path, band, local, grid.x0, grid.size,
-                                       batch_size, pure=False)
-                in_flight[future] = rows
-            done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
-            for future in done:
-                finish(in_flight.pop(future), future.result())
-    finally:
-        close()
+    n_running = max(1, len(client.scheduler_info().get("workers", {})))
+    in_flight: dict = {}
+    queue = list(blocks)
+    while queue or in_flight:
+        while queue and len(in_flight) < 2 * n_running:
+            rows = queue.pop(0)
+            band = _read_band(src, grid, rows)
+            local = grid.y0[rows] - grid.y0[rows[0]]
+            future = client.submit(_score_band_task, model_path, band, local, grid.x0, grid.size,
+                                   batch_size, pure=False)
+            in_flight[future] = rows
+        done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
+        for future in done:
+            finish(in_flight.pop(future), future.result())
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,7 +631,7 @@ def merge_detections(x, y, scores, *, threshold: float = 0.5, min_separation: fl
 
     x, y, scores = (np.asarray(v, dtype=float).ravel() for v in (x, y, scores))
     if not (x.shape == y.shape == scores.shape):
-        raise ValueError(f"x, y and scores must have the same length (got {x.size}, {y.size}, {scores.size})")
+        raise InputError(f"x, y and scores must have the same length (got {x.size}, {y.size}, {scores.size})")
     _check_number("min_separation", min_separation, 0.0, np.inf)
     above = np.flatnonzero(np.nan_to_num(scores, nan=-np.inf) >= threshold)
     order = above[np.argsort(-scores[above], kind="stable")]
@@ -570,15 +686,16 @@ def candidates_table(tiles: TileScores, *, threshold: float = 0.5, min_separatio
     table.meta.update({"stride": grid.stride, "size": grid.size, "thresh": threshold,
                        "min_sep": float(min_separation), "n_tiles": grid.n_tiles,
                        "n_scored": tiles.n_scored, "n_resume": tiles.n_resumed,
-                       "n_skip": tiles.n_skipped})
+                       "n_skip": tiles.n_skipped, "no_data": round(float(tiles.no_data), 6)})
     return table
 
 
 # --------------------------------------------------------------------------------------------
 # The public face
 # --------------------------------------------------------------------------------------------
-def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRIDE, threshold: float = 0.5,
-                min_separation: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, checkpoint=None,
+def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = DEFAULT_STRIDE,
+                threshold: float = 0.5, min_separation: float | None = None,
+                batch_size: int = DEFAULT_BATCH_SIZE, zero_run: int = ZERO_RUN, checkpoint=None,
                 scheduler=None, n_workers: int | None = None, progress: bool | None = None) -> Table:
     """Find strong-lens candidates in a survey image.
 
@@ -590,17 +707,23 @@ def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRID
     ----------
     data : 2-D array
         The image in electrons per second (sky-subtracted or not: every cutout's own median is
-        removed).  A ``numpy.memmap`` (such as a FITS file opened with ``memmap=True``) is read one
-        band of tile rows at a time.  A ``numpy.ma.MaskedArray``'s mask is used.
+        removed), of real numbers (integers or floating point; complex is refused).  A
+        ``numpy.memmap`` (such as a FITS file opened with ``memmap=True``) or a
+        :class:`lenslib.fitsio.ScaledImage` is read one band of tile rows at a time.  A
+        ``numpy.ma.MaskedArray``'s mask is used.  NaN and infinite pixels, and runs of
+        ``zero_run`` or more exact zeros, are no data.
     model : keras.Model or path
         A lens finder taking ``(N, 100, 100, 1)`` cutouts (:func:`lenslib.models.build_model`,
         :func:`lenslib.models.load_model`), or the path of its ``.keras`` file.
     wcs : astropy.wcs.WCS, optional
         The image's celestial WCS.  With it the catalog gets ``ra``, ``dec`` and ``skycoord``
         columns; without it a :class:`NoWCSWarning` says that positions are pixels only.
-    mask : 2-D bool array, optional
-        True where pixels are bad.  Tiles that touch a masked, NaN or infinite pixel are skipped
-        (a :class:`SkippedTilesWarning` says how many), never scored as sky.
+    mask : 2-D array, optional
+        True (nonzero) where pixels are bad.  Tiles that touch a pixel with no data (masked, NaN,
+        infinite, zero weight, in a run of zeros) are skipped, never scored as sky; a
+        :class:`SkippedTilesWarning` says how many, and what fraction of the image had no data.
+    weight : 2-D array, optional
+        A weight or exposure map: pixels whose weight is 0 (or negative, or NaN) have no data.
     stride : int
         Pixels between neighbouring tiles, in ``[1, 100]``.  The default, 50, gives each point of
         the sky four looks; smaller strides cost ``(100 / stride)**2`` more tiles.
@@ -610,17 +733,22 @@ def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRID
         Detections closer than this (pixels) merge into one candidate; default 100 (overlapping
         cutouts).  Two lenses closer than that are reported as one.
     batch_size : int
-        Cutouts scored at a time; with the image band, it bounds the memory in use.
+        Cutouts scored at a time, at most :data:`MAX_BATCH_SIZE`; with the image band, it bounds
+        the memory in use.
+    zero_run : int
+        Exact zeros in a run of at least this many pixels along a row or a column are no data
+        (how mosaics fill their edges and gaps); 0 keeps every zero as data.  Default 32.
     checkpoint : path, optional
         A directory where each finished tile row's scores are saved atomically.  A scan started
-        again with the same directory, image, tiling and model reads them back instead of scoring
-        those tiles; another scan's checkpoint is refused with a ``ValueError``.
+        again with the same directory, the same pixels (every pixel is hashed, with the mask,
+        weights and ``zero_run``), tiling and model reads them back instead of scoring those
+        tiles; another scan's checkpoint is refused with a ``ValueError``.
     scheduler : None, 'local', str or distributed.Client
         None scores in this process.  ``'local'`` starts a Dask LocalCluster of ``n_workers``
         processes (default: one per core); ``'tcp://host:port'`` uses a running Dask cluster, whose
         workers must see the model file at the same path.  Results equal the single-process ones.
     n_workers : int, optional
-        Workers of the ``'local'`` cluster.
+        Workers of the ``'local'`` cluster (refused with any other ``scheduler``).
     progress : bool, optional
         A progress bar; by default only when the output is a terminal.
 
@@ -630,17 +758,20 @@ def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRID
         One row per candidate, best first: ``id``, ``x``, ``y`` (0-based pixel coordinates of the
         candidate), ``ra``, ``dec`` and ``skycoord`` (with a WCS), ``score``, ``n_tiles`` (tiles
         merged) and ``cutout_x0``, ``cutout_y0`` (the best cutout's corner).  ``meta`` records
-        the tiling and how many tiles were scored, resumed and skipped.  An empty table, with a
+        the tiling, how many tiles were scored, resumed and skipped, and the fraction of the
+        image with no data (``no_data``).  An empty table, with a
         :class:`NoCandidatesWarning`, when nothing reaches ``threshold``.
 
     Raises
     ------
     ValueError
-        An image that is not 2-D or smaller than one cutout; a mask or WCS that does not match
-        it; a model that does not take ``100 x 100 x 1`` cutouts; a bad stride, threshold or batch
-        size; a checkpoint of another scan.
+        (:class:`lenslib.errors.InputError`) An image that is not 2-D or smaller than one cutout;
+        a mask, weight map or WCS that does not match it; a model that does not take
+        ``100 x 100 x 1`` cutouts; a bad stride, threshold, batch size or ``zero_run``; a
+        checkpoint of another scan; ``n_workers`` without ``scheduler='local'``.
     TypeError
-        Non-numeric data, or a model or WCS of the wrong kind.
+        (:class:`lenslib.errors.InputTypeError`) Non-numeric or complex data, or a model or WCS
+        of the wrong kind.
     """
     data = _check_image(data)
     wcs = _check_wcs(wcs, tuple(data.shape))
@@ -649,8 +780,9 @@ def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRID
         _check_number("min_separation", min_separation, 0.0, np.inf)
     if wcs is None:
         warnings.warn("no WCS given: the candidates have pixel coordinates only", NoWCSWarning, stacklevel=2)
-    tiles = score_tiles(data, model, mask=mask, stride=stride, batch_size=batch_size, checkpoint=checkpoint,
-                        scheduler=scheduler, n_workers=n_workers, progress=progress)
+    tiles = score_tiles(data, model, mask=mask, weight=weight, stride=stride, batch_size=batch_size,
+                        zero_run=zero_run, checkpoint=checkpoint, scheduler=scheduler, n_workers=n_workers,
+                        progress=progress)
     table = candidates_table(tiles, threshold=threshold, min_separation=min_separation, wcs=wcs)
     if len(table) == 0:
         warnings.warn(f"no tile scored at or above threshold={threshold:g} "
@@ -659,85 +791,24 @@ def find_lenses(data, model, wcs=None, mask=None, *, stride: int = DEFAULT_STRID
     return table
 
 
-def read_image(path, hdu=None):
-    """Open a FITS image memory-mapped: ``(hdul, data, wcs or None, hdu index)``.
-
-    ``hdu`` (index or name) chooses the extension; by default the first one with 2-D image
-    data.  Close ``hdul`` when done with ``data``.  Raises ``FileNotFoundError`` for a missing
-    file and ``ValueError`` for a file that is not FITS or an HDU without 2-D image data.
-    """
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        hdul = fits.open(path, memmap=True)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not a FITS file ({err})") from err
-    try:
-        index = _image_hdu(hdul, path, hdu)
-        data = hdul[index].data
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AstropyUserWarning)  # FITSFixedWarning for fixable keys
-            wcs = WCS(hdul[index].header, fobj=hdul, naxis=2)
-    except BaseException:
-        hdul.close()
-        raise
-    return hdul, data, (wcs.celestial if wcs.has_celestial else None), index
+def _paths(*values) -> list:
+    return [v for v in values if isinstance(v, (str, os.PathLike))]
 
 
-def _describe(h) -> str:
-    naxis = h.header.get("NAXIS", 0)
-    if not h.is_image:
-        return f"{type(h).__name__} (a table)"
-    if naxis == 0:
-        return "no data"
-    shape = tuple(h.header.get(f"NAXIS{i}") for i in range(naxis, 0, -1))
-    return f"{naxis}-D image {shape}"
-
-
-def _image_hdu(hdul, path, hdu) -> int:
-    def is_2d(h):
-        return h.is_image and h.header.get("NAXIS", 0) == 2
-
-    listing = "; ".join(f"{i} {h.name or '-'}: {_describe(h)}" for i, h in enumerate(hdul))
-    if hdu is None:
-        for i, h in enumerate(hdul):
-            if is_2d(h):
-                return i
-        raise ValueError(f"{path} has no HDU with 2-D image data (HDUs: {listing})")
-    try:
-        index = hdul.index_of(hdu)
-    except (KeyError, IndexError) as err:
-        raise ValueError(f"{path} has no HDU {hdu!r} (HDUs: {listing})") from err
-    if not is_2d(hdul[index]):
-        raise ValueError(f"HDU {hdu!r} of {path} holds {_describe(hdul[index])}, not a 2-D image "
-                         f"(HDUs: {listing})")
-    return index
-
-
-def check_table_path(path) -> Path | None:
-    """``path`` as a Path, after checking that its extension names a table format that
-    :func:`lenslib.files.write_table` writes (checked before a long run, not after it)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.suffix.lower() not in _TABLE_SUFFIXES:
-        raise ValueError(f"a table's format follows its extension: use one of {_TABLE_SUFFIXES} "
-                         f"(got {path})")
-    return path
-
-
-def scan_fits(path, model, out=None, *, hdu=None, gallery=None, n_gallery: int = 24, **kwargs) -> Table:
+def scan_fits(path, model, out=None, *, hdu=None, mask=None, weight=None, gallery=None,
+              n_gallery: int = 24, **kwargs) -> Table:
     """Scan a FITS image for lenses and write the catalog (and a gallery of the best candidates).
+
+    Every output is checked before any work (:func:`lenslib.files.check_output`): it must not
+    be an input (the same file under any name), and an existing one is replaced only if lenslib
+    wrote it.
 
     Parameters
     ----------
     path : path
-        A FITS file; it is memory-mapped, so its size is not limited by memory (floating-point
-        images; astropy loads an integer image with BSCALE/BZERO scaling whole).
+        A FITS file, memory-mapped and read band by band (:func:`lenslib.fitsio.read_image`), so
+        its size is not limited by memory; BITPIX 8, 16, 32, 64, -32 or -64, scaled by
+        BSCALE/BZERO band by band, BLANK pixels no data.
     model : path or keras.Model
         The lens finder (its ``.keras`` file; a path is required with ``scheduler``).
     out : path, optional
@@ -745,25 +816,40 @@ def scan_fits(path, model, out=None, *, hdu=None, gallery=None, n_gallery: int =
         but not the ``skycoord`` column, which CSV cannot hold).
     hdu : int or str, optional
         The extension holding the image; default the first with 2-D image data.
+    mask, weight : path or 2-D array, optional
+        A bad-pixel mask (nonzero: no data) and a weight or exposure map (0: no data), as arrays
+        or FITS files (their first 2-D image), of the image's shape.
     gallery : path, optional
         A PNG of the ``n_gallery`` best candidates' cutouts.
     **kwargs
         Passed to :func:`find_lenses` (``stride``, ``threshold``, ``min_separation``,
-        ``batch_size``, ``checkpoint``, ``scheduler``, ``n_workers``, ``progress``).
+        ``batch_size``, ``zero_run``, ``checkpoint``, ``scheduler``, ``n_workers``, ``progress``).
     """
     out = check_table_path(out)
     if gallery is not None and Path(gallery).suffix.lower() != ".png":
-        raise ValueError(f"gallery must be a .png file (got {gallery})")
+        raise InputError(f"gallery must be a .png file (got {gallery})")
+    inputs = _paths(path, model, mask, weight)
+    check_output(out, inputs, what="the catalog", csv_columns=("id", "x", "y"))
+    check_output(gallery, inputs, what="the gallery")
+    _check_checkpoint(kwargs.get("checkpoint"))
     hdul, data, wcs, index = read_image(path, hdu)
+    opened = [hdul]
     try:
-        table = find_lenses(data, model, wcs=wcs, **kwargs)
+        planes = {}
+        for name, value in (("mask", mask), ("weight", weight)):
+            if isinstance(value, (str, os.PathLike)):
+                plane_hdul, value = read_plane(value, data.shape, what=name)
+                opened.append(plane_hdul)
+            planes[name] = value
+        table = find_lenses(data, model, wcs=wcs, **planes, **kwargs)
         table.meta["image"] = str(path)
         table.meta["hdu"] = index
         if gallery is not None and len(table):
             _write_gallery(data, table[:n_gallery], gallery)
     finally:
-        del data
-        hdul.close()
+        del data, planes
+        for h in opened:
+            h.close()
     if out is not None:
         written = table
         if out.suffix.lower() == ".csv" and "skycoord" in table.colnames:
@@ -786,61 +872,20 @@ def _write_gallery(data, table: Table, path) -> None:
     fig = plot_gallery(cutouts, titles, ncols=min(6, len(table)), suptitle="best lens candidates")
     try:
         with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format="png", dpi=110, metadata={"Software": MARKER})
     finally:
         plt.close(fig)
 
 
-def _cell_edges(centres: np.ndarray, size: int) -> np.ndarray:
-    """Edges of the cells around tile centres: midway between neighbours, half a step (or half
-    a tile, for a single one) beyond the first and last."""
-    if len(centres) == 1:
-        return np.array([centres[0] - size / 2, centres[0] + size / 2])
-    mid = (centres[1:] + centres[:-1]) / 2
-    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+def __getattr__(name: str):
+    if name == "plot_score_map":  # lives in lenslib.plots (matplotlib is imported only when drawing)
+        from .plots import plot_score_map
+
+        return plot_score_map
+    raise AttributeError(f"module 'lenslib.scan' has no attribute {name!r}")
 
 
-def plot_score_map(tiles: TileScores, data=None, *, ax=None, threshold: float | None = None,
-                   cmap: str = "magma", max_display: int = 1500):
-    """Draw the tile scores over the image (or alone): each tile's score in a cell around its
-    centre, skipped tiles blank, and with ``threshold`` its contour.  Returns the Axes; a colour
-    bar shows the score.  A large image is shown decimated to about ``max_display`` pixels."""
-    import matplotlib.pyplot as plt
-
-    from .plots import DISPLAY_RANGE
-    from .preprocess import normalize
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 6))
-    grid = tiles.grid
-    ny, nx = grid.shape
-    half = (grid.size - 1) / 2
-    xc, yc = grid.x0 + half, grid.y0 + half
-    if data is not None:
-        step = max(1, -(-max(ny, nx) // max_display))
-        view = np.asarray(data[::step, ::step], dtype=np.float32)
-        finite = np.isfinite(view)
-        shown = np.full(view.shape, np.nan, dtype=np.float32)
-        if finite.any():
-            filled = np.where(finite, view, np.median(view[finite]))
-            shown = np.where(finite, normalize(filled)[0], np.nan)
-        ax.imshow(shown, cmap="gray", origin="lower", vmin=DISPLAY_RANGE[0], vmax=DISPLAY_RANGE[1],
-                  extent=(-0.5, nx - 0.5, -0.5, ny - 0.5), interpolation="nearest")
-    mesh = ax.pcolormesh(_cell_edges(xc, grid.size), _cell_edges(yc, grid.size),
-                         np.ma.masked_invalid(tiles.scores), cmap=cmap, vmin=0, vmax=1,
-                         alpha=0.5 if data is not None else 1.0, shading="flat")
-    if threshold is not None and min(tiles.scores.shape) > 1:
-        ax.contour(xc, yc, np.nan_to_num(tiles.scores, nan=0.0), levels=[threshold], colors="cyan",
-                   linewidths=0.8)
-    ax.set_xlim(-0.5, nx - 0.5)
-    ax.set_ylim(-0.5, ny - 0.5)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x [pixel]")
-    ax.set_ylabel("y [pixel]")
-    ax.figure.colorbar(mesh, ax=ax, label="lens score", shrink=0.85)
-    return ax
-
-
-__all__ = ["CUTOUT_SIZE", "NoCandidatesWarning", "NoWCSWarning", "ScanWarning", "SkippedTilesWarning",
-           "TileGrid", "TileScores", "candidates_table", "check_table_path", "find_lenses", "local_cluster",
-           "merge_detections", "plot_score_map", "read_image", "scan_fits", "score_tiles", "tile_grid"]
+__all__ = ["CUTOUT_SIZE", "MAX_BATCH_SIZE", "NoCandidatesWarning", "NoWCSWarning", "ScanWarning",
+           "SkippedTilesWarning", "TileGrid", "TileScores", "ZERO_RUN", "candidates_table",
+           "check_table_path", "find_lenses", "local_cluster", "merge_detections", "read_image", "scan_fits",
+           "score_tiles", "tile_grid"]

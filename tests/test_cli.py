@@ -147,3 +147,178 @@ def test_the_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "lenslib.cli", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("lenslib ")
+
+
+# --- hostile input (issue 14) ---------------------------------------------------------------------
+
+def _digest(path):
+    import hashlib
+
+    return hashlib.blake2b(Path(path).read_bytes()).hexdigest()
+
+
+def test_an_output_that_is_an_input_is_refused_before_any_work(field_fits, spot_model_path, tmp_path,
+                                                                capsys):
+    import os
+
+    before = _digest(field_fits)
+    link = tmp_path / "link.fits"
+    link.symlink_to(field_fits)
+    hard = tmp_path / "hard.fits"
+    os.link(field_fits, hard)
+    for out in (field_fits, link, hard):
+        rc = main(["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(out),
+                   "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "writing it would destroy the input" in err, err
+    assert _digest(field_fits) == before
+    # the model is an input too
+    model_before = _digest(spot_model_path)
+    assert main(["scan", str(field_fits), "--model", str(spot_model_path), "--out",
+                 str(tmp_path / "m.fits"), "--gallery", str(spot_model_path), "--no-progress"]) == 2
+    assert _digest(spot_model_path) == model_before
+    # predict: the cutouts file, and its hard link
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.zeros((2, 100, 100), np.float32)).writeto(cube)
+    cube_before = _digest(cube)
+    os.link(cube, tmp_path / "cube-link.fits")
+    for out in (cube, tmp_path / "cube-link.fits"):
+        assert main(["predict", str(cube), "--model", str(spot_model_path), "--out", str(out)]) == 2
+        assert "writing it would destroy the input" in capsys.readouterr().err
+    assert _digest(cube) == cube_before
+
+
+def test_only_files_lenslib_wrote_are_overwritten(field_fits, spot_model_path, tmp_path, capsys):
+    notes = tmp_path / "notes.csv"
+    notes.write_text("my,own,notes\n1,2,3\n")
+    mine = tmp_path / "mine.fits"
+    fits.PrimaryHDU(np.ones((5, 5))).writeto(mine)
+    for out in (notes, mine):
+        before = _digest(out)
+        argv = ["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(out), "--no-progress"]
+        assert main(argv) == 2
+        assert "is not a file lenslib wrote" in capsys.readouterr().err
+        assert _digest(out) == before
+    # a catalog lenslib wrote is replaced, in every format
+    for name in ("c.fits", "c.ecsv", "c.csv"):
+        argv = ["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(tmp_path / name),
+                "--no-progress"]
+        assert main(argv) == 0 and main(argv) == 0, capsys.readouterr().err
+    cutouts = tmp_path / "cutouts.npy"
+    np.save(cutouts, np.zeros((2, 100, 100), np.float32))
+    for name in ("s.csv", "s.fits"):
+        argv = ["predict", str(cutouts), "--model", str(spot_model_path), "--out", str(tmp_path / name)]
+        assert main(argv) == 0 and main(argv) == 0, capsys.readouterr().err
+    assert main(["predict", str(cutouts), "--model", str(spot_model_path), "--out", str(notes)]) == 2
+
+
+def test_more_bad_input_gives_one_line_and_status_2(field_fits, spot_model_path, tmp_path, capsys):
+    import zipfile
+
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    rgb = tmp_path / "rgb.npy"
+    np.save(rgb, np.zeros((100, 100, 3), np.float32))
+    complex_ = tmp_path / "complex.npy"
+    np.save(complex_, np.zeros((2, 100, 100), np.complex64))
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK" + bytes(300))
+    not_a_model = tmp_path / "other.keras"
+    with zipfile.ZipFile(not_a_model, "w") as z:
+        z.writestr("notes.txt", "hello")
+    a_dir = tmp_path / "a-directory.fits"
+    a_dir.mkdir()
+    npy = tmp_path / "ok.npy"
+    np.save(npy, np.zeros((2, 100, 100), np.float32))
+    model = str(spot_model_path)
+    cases = [
+        (["scan", str(field_fits), "--model", model, "--out", str(tmp_path / "c.fits"), "--hdu", "99"],
+         "has no HDU 99"),
+        (["scan", str(field_fits), "--model", model, "--out", str(tmp_path / "c.fits"), "--hdu", "NOPE"],
+         "has no HDU 'NOPE'"),
+        # the directory is found before anything is read (the model does not even exist)
+        (["scan", str(field_fits), "--model", str(tmp_path / "none.keras"), "--out", str(a_dir)],
+         "is a directory"),
+        (["scan", str(field_fits), "--model", str(corrupt), "--out", str(tmp_path / "c.fits")],
+         "is not (302 bytes; truncated or corrupt?)"),
+        (["predict", str(npy), "--model", str(not_a_model)], "cannot load"),
+        (["predict", str(empty), "--model", model], "empty.npy is not a readable .npy array (an empty file)"),
+        (["predict", str(rgb), "--model", model],
+         "got shape (100, 100, 3): one 100x100 image with 3 channels"),
+        (["predict", str(complex_), "--model", model], "real numbers (got complex dtype complex64)"),
+        (["predict", str(field_fits), "--model", model, "--hdu", "99"], "has no HDU 99"),
+        (["predict", str(npy), "--model", model, "--out", str(a_dir)], "is a directory"),
+    ]
+    for argv, message in cases:
+        rc = main(argv + (["--no-progress"] if argv[0] == "scan" else []))
+        err = capsys.readouterr().err
+        assert rc == 2, (argv, err)
+        assert err.startswith(f"lenslib {argv[0]}: error:") and message in err, (argv, err)
+        assert "File not found" not in err and err.count("\n") == 1, err
+    assert not list(tmp_path.glob("*.scan-checkpoint")) and not (tmp_path / "c.fits").exists()
+
+
+def test_cv_without_reachable_weights_says_so_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LENSLIB_OFFLINE", "1")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    rc = main(["cv", "--profile", "smoke", "--models", "xception", "--allow-download",
+               "--data-dir", str(tmp_path / "data"), "--results-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("lenslib cv: error: ImageNet weights for xception are not cached"), err
+    assert not (tmp_path / "data").exists()  # failed before simulating anything
+
+
+def test_a_bad_profile_in_the_environment_is_bad_input(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LENSLIB_PROFILE", "huge")
+    assert main(["simulate", "--data-dir", str(tmp_path)]) == 2
+    assert "profile must be one of" in capsys.readouterr().err
+
+
+def test_mask_and_weight_maps_and_no_data_are_reported(field_fits, spot_model_path, tmp_path, capsys):
+    mask = np.zeros((200, 300), np.uint8)
+    mask[:, :40] = 1
+    weight = np.ones((200, 300), np.float32)
+    weight[160:, :] = 0
+    fits.PrimaryHDU(mask).writeto(tmp_path / "mask.fits")
+    fits.PrimaryHDU(weight).writeto(tmp_path / "weight.fits")
+    out = tmp_path / "c.ecsv"
+    rc = main(["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(out), "--no-progress",
+               "--mask", str(tmp_path / "mask.fits"), "--weight", str(tmp_path / "weight.fits")])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    expected = 100 * (200 * 40 + 40 * 260) / (200 * 300)
+    assert f"{expected:.3g}% of the image has no data" in captured.err
+    assert f"{expected:.3g}% of the image had no data" in captured.out
+    table = Table.read(out)
+    assert len(table) == 1 and table.meta["n_skip"] > 0  # the source at (149.5, 99.5) is clear of both
+    fits.PrimaryHDU(np.zeros((10, 10))).writeto(tmp_path / "small.fits")
+    assert main(["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(out), "--no-progress",
+                 "--mask", str(tmp_path / "small.fits")]) == 2
+    assert "the mask" in capsys.readouterr().err
+
+
+def test_batch_size_and_workers_are_bounded_and_workers_are_used(field_fits, spot_model_path, tmp_path,
+                                                                 monkeypatch, capsys):
+    import lenslib.cli
+    import lenslib.scan
+
+    assert lenslib.cli.MAX_BATCH_SIZE == lenslib.scan.MAX_BATCH_SIZE
+    for argv in (["scan", str(field_fits), "--model", "m.keras", "--out", "c.fits", "--batch-size", "100000"],
+                 ["predict", "x.npy", "--model", "m.keras", "--batch-size", "1000000"],
+                 ["simulate", "--workers", "100000"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "must be at most" in capsys.readouterr().err
+    seen = {}
+
+    def fake_scan(*args, **kwargs):
+        seen.update(kwargs)
+        return Table({"id": []}, meta={"n_scored": 0, "n_resume": 0, "n_skip": 0, "no_data": 0.0})
+
+    monkeypatch.setattr(lenslib.scan, "scan_fits", fake_scan)
+    argv = ["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(tmp_path / "c.fits"),
+            "--workers", "2", "--no-progress"]
+    assert main(argv) == 0
+    assert seen["scheduler"] == "local" and seen["n_workers"] == 2  # --workers alone: a local cluster
+    assert main(argv + ["--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    assert "--workers sets the size of a local cluster" in capsys.readouterr().err

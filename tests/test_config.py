@@ -100,3 +100,12 @@ def test_config_round_trips_through_a_dict():
     assert config_from_dict(config_to_dict(cfg)) == cfg
     with pytest.raises(ValueError, match="not a SimulationConfig"):
         config_from_dict({"n_lenses": 3})
+
+
+@pytest.mark.parametrize("weight", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("field", ["lens_kinds", "nonlens_kinds"])
+def test_non_finite_mix_weights_are_refused(field, weight):
+    mix = (("galaxy_galaxy", weight), ("lensed_quasar", 1.0)) if field == "lens_kinds" else (
+        ("spiral", weight), ("star", 1.0))
+    with pytest.raises(ValueError, match=rf"SimulationConfig\.{field} must be .*finite weights"):
+        SimulationConfig(**{field: mix})

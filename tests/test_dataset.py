@@ -166,3 +166,86 @@ def test_plan_matches_the_thesis_mix_at_full_scale():
     assert len({p.parent_id for p in plans}) == len(plans)
     kinds = {p.kind for p in plans}
     assert {"galaxy_galaxy", "lensed_quasar", "ring_galaxy", "companion", "empty_field"} <= kinds
+
+
+# --- contents checked on load (issue 14) ------------------------------------------------------------
+
+def _copy(src, tmp_path, name):
+    path = tmp_path / name
+    shutil.copy(src, path)
+    return path
+
+
+def test_a_checksum_is_written_with_the_images_the_same_on_every_build(smoke_dataset_path, smoke_config,
+                                                                        tmp_path):
+    from lenslib.integrity import images_digest
+
+    with h5py.File(smoke_dataset_path) as f:
+        stored = f.attrs["images_blake2b"]
+        assert stored == images_digest(f["images"][...])
+    again = assemble(smoke_config, tmp_path / "again.h5", workers=1)
+    with h5py.File(again) as f:
+        assert f.attrs["images_blake2b"] == stored
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("zeroed", "do not match the checksum"),
+    ("label", "has label 7 at row 3; labels must be 0 or 1"),
+    ("nan", "has NaN or infinite pixels in image 5"),
+])
+def test_damaged_files_are_refused_naming_the_file(smoke_dataset_path, tmp_path, damage, message):
+    path = _copy(smoke_dataset_path, tmp_path, f"{damage}.h5")
+    if damage == "zeroed":  # 200 kB zeroed in the middle of the file (inside the images)
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 200_000] = bytes(200_000)
+        path.write_bytes(bytes(data))
+    else:
+        with h5py.File(path, "a") as f:
+            if damage == "label":
+                f["labels"][3] = 7
+            else:
+                f["images"][5, 50, 50] = np.nan
+    for in_memory in (True, False):
+        with pytest.raises(DatasetError, match=rf"{damage}.h5 .*{message}.*delete it and lenslib rebuilds"):
+            ds = load_dataset(path, in_memory=in_memory)
+            if not in_memory:
+                ds.images.file.close()
+    ds = load_dataset(path, verify=False)  # still readable for a post-mortem, if asked
+    assert len(ds) == 114
+
+
+def test_images_of_another_size_than_the_config_are_refused(smoke_config, tmp_path):
+    from lenslib.dataset import write_dataset
+
+    records = [{"label": i % 2, "kind": "galaxy_galaxy"} for i in range(4)]
+    path = write_dataset(tmp_path / "small.h5", np.zeros((4, 50, 50), np.float32), [0, 1, 0, 1],
+                         np.arange(4), records, smoke_config)
+    with pytest.raises(DatasetError, match=r"small.h5 holds images of shape \(50, 50\).*100x100"):
+        load_dataset(path)
+
+
+def test_a_damaged_cache_file_is_named_when_building(smoke_config, smoke_dataset_path, tmp_path):
+    cached = dataset_path(smoke_config, tmp_path)
+    shutil.copy(smoke_dataset_path, cached)
+    with h5py.File(cached, "a") as f:
+        f["images"][0, 0, 0] += 1.0
+    with pytest.raises(DatasetError, match=rf"{cached.name} has images that do not match the checksum.*"
+                                           "delete it and lenslib rebuilds it"):
+        build_dataset(smoke_config, tmp_path)
+    cached.unlink()
+    assert load_dataset(build_dataset(smoke_config, tmp_path, workers=1)).config == smoke_config
+
+
+def test_stale_partial_files_of_dead_builds_are_removed(smoke_config, smoke_dataset_path, tmp_path):
+    final = dataset_path(smoke_config, tmp_path)
+    shutil.copy(smoke_dataset_path, final)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".{final.name}.{dead.pid}.partial"
+    alive = tmp_path / f".{final.name}.{os.getpid()}.partial"  # a build still running (this process)
+    other = tmp_path / f".lenslib-0123456789abcdef.h5.{dead.pid}.partial"  # another dataset's
+    for p in (stale, alive, other):
+        p.write_bytes(b"half a dataset")
+    assert build_dataset(smoke_config, tmp_path) == final
+    assert not stale.exists() and alive.exists() and other.exists()

@@ -411,3 +411,157 @@ def test_find_lenses_is_public_and_shows_progress_when_asked(spot_model_path, sp
     assert "lenslib scan" in err and "9/9" in err and "tile" in err
     score_tiles(spot_image((200, 200)), spot_model_path)  # not a terminal: no bar by default
     assert "lenslib scan" not in capsys.readouterr().err
+
+
+# --- hostile input (issue 14) -----------------------------------------------------------------------------
+
+def test_a_checkpoint_is_tied_to_every_pixel_the_model_and_the_options(spot_model_path, spot_image, tmp_path):
+    image = spot_image((300, 300), spots=[(150, 150)])
+    checkpoint = tmp_path / "ckpt"
+    score_tiles(image, spot_model_path, checkpoint=checkpoint, progress=False)
+    assert score_tiles(image, spot_model_path, checkpoint=checkpoint, progress=False).n_resumed == 25
+    edited = image.copy()
+    edited[1, 1] += 5.0  # off every point of the old 64x64 sample grid (steps of 4 pixels)
+    with pytest.raises(ValueError, match=r"differs in image"):
+        score_tiles(edited, spot_model_path, checkpoint=checkpoint, progress=False)
+    mask = np.zeros(image.shape, bool)
+    mask[201:203, 201:203] = True  # a mask applied between the sample points
+    with pytest.raises(ValueError, match=r"differs in image"):
+        _quiet(score_tiles, image, spot_model_path, mask=mask, checkpoint=checkpoint, progress=False)
+    weight = np.ones(image.shape, np.float32)
+    weight[5, 5] = 0
+    with pytest.raises(ValueError, match=r"differs in image"):
+        _quiet(score_tiles, image, spot_model_path, weight=weight, checkpoint=checkpoint, progress=False)
+    with pytest.raises(ValueError, match=r"differs in zero_run"):
+        score_tiles(image, spot_model_path, zero_run=0, checkpoint=checkpoint, progress=False)
+    from lenslib.models import load_model
+
+    model = load_model(spot_model_path)
+    dense = model.get_layer("softmax")
+    dense.set_weights([w * 1.01 for w in dense.get_weights()])
+    with pytest.raises(ValueError, match=r"differs in model"):
+        score_tiles(image, model, checkpoint=checkpoint, progress=False)
+
+
+def test_zero_filled_regions_and_blank_images_are_no_data(spot_model_path, spot_image):
+    blank = np.zeros((200, 200), np.float32)  # a blank mosaic: nothing to find, and said so
+    with pytest.warns(SkippedTilesWarning, match=r"9 of 9 tiles .*: 100% of the image has no data"):
+        table = _quiet_wcs(find_lenses, blank, spot_model_path, progress=False)
+    assert len(table) == 0 and table.meta["n_scored"] == 0 and table.meta["no_data"] == 1.0
+    image = spot_image((300, 300), spots=[(150, 150), (40, 250)])
+    image[:, :60] = 0.0  # the zero-filled edge of a mosaic (a spot inside it is lost, as it should be)
+    image[100, 200] = 0.0  # a lone zero, and a short run, are data
+    image[120, 180:190] = 0.0
+    with pytest.warns(SkippedTilesWarning, match=r"20% of the image has no data"):
+        tiles = score_tiles(image, spot_model_path, progress=False)
+    assert np.array_equal(tiles.skipped, np.broadcast_to(tiles.grid.x0 < 60, tiles.skipped.shape))
+    assert tiles.no_data == pytest.approx(0.2)
+    assert score_tiles(image, spot_model_path, zero_run=0, progress=False).n_skipped == 0  # zeros as data
+
+
+def test_no_data_never_depends_on_how_the_image_is_read(spot_model_path, spot_image):
+    image = spot_image((400, 300), spots=[(150, 200)])
+    image[180:275, 95:98] = 0.0  # a thin vertical gap: runs along columns, across band edges
+    image[300, 10:50] = 0.0  # a horizontal run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedTilesWarning)
+        one = score_tiles(image, spot_model_path, batch_size=1, progress=False)  # one tile row per band
+        many = score_tiles(image, spot_model_path, batch_size=4096, progress=False)  # one band
+    np.testing.assert_array_equal(one.scores, many.scores)
+    assert one.n_skipped > 0 and one.no_data == many.no_data == pytest.approx((95 * 3 + 40) / (400 * 300))
+
+
+def test_a_weight_map_marks_no_data(spot_model_path, spot_image):
+    image = spot_image((200, 300), spots=[(250, 100)])
+    weight = np.ones(image.shape, np.float32)
+    weight[:, 200:] = 0.0  # no exposure where the spot is
+    with pytest.warns(SkippedTilesWarning, match="33.3% of the image has no data"):
+        table = _quiet_wcs(find_lenses, image, spot_model_path, weight=weight, progress=False)
+    assert len(table) == 0
+    with pytest.raises(ValueError, match="weight must have the same shape as data"):
+        _quiet_wcs(find_lenses, image, spot_model_path, weight=weight[:, :10])
+
+
+def _scaled_int16(image, path, *, bscale, bzero, blank=None):
+    raw = np.round((image - bzero) / bscale).astype(np.int16)
+    if blank is not None:
+        raw[:10, :] = blank
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header["BSCALE"], hdu.header["BZERO"] = bscale, bzero
+    if blank is not None:
+        hdu.header["BLANK"] = blank
+    hdu.writeto(path)
+    return raw
+
+
+def test_scaled_integer_images_are_read_band_by_band(spot_model_path, spot_image, tmp_path):
+    import tracemalloc
+
+    from lenslib.fitsio import ScaledImage
+
+    image = 100.0 + spot_image((300, 400), spots=[(250.5, 150.5)])
+    path = tmp_path / "int16.fits"
+    raw = _scaled_int16(image, path, bscale=0.01, bzero=100.0, blank=-32768)
+    with fits.open(path) as hdul:  # astropy's own reading, whole, for reference
+        reference = hdul[0].data.copy()
+    hdul, data, _, _ = read_image(path)
+    try:
+        assert isinstance(data, ScaledImage) and data.shape == (300, 400) and data.dtype == np.float32
+        np.testing.assert_allclose(data[40:60], reference[40:60], rtol=1e-6)
+        assert np.isnan(data[:10]).all() and np.isnan(reference[:10]).all()  # BLANK: no data
+    finally:
+        hdul.close()
+    table = _quiet(scan_fits, path, spot_model_path, progress=False)
+    assert len(table) == 1 and abs(table["x"][0] - 250.5) < 2 and abs(table["y"][0] - 150.5) < 2
+    assert table.meta["n_skip"] == 7  # the BLANK rows touch the bottom row of tiles
+    # memory stays flat: reading a 100-row band of a 4000x4000 image allocates about that band
+    big = tmp_path / "big.fits"
+    hdu = fits.PrimaryHDU(np.zeros((4000, 4000), np.int16))
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 2.0, 32768.0
+    hdu.writeto(big)
+    hdul, data, _, _ = read_image(big)
+    try:
+        tracemalloc.start()
+        band = data[1000:1100]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert band.shape == (100, 4000) and band[0, 0] == 32768.0
+        assert peak < 3 * 8 * 100 * 4000  # a few bands' worth (the image is 32 MB raw, 64 MB as float32)
+    finally:
+        hdul.close()
+    assert raw.dtype == np.int16
+
+
+def test_one_reader_one_set_of_hdu_rules_for_scan_and_predict(tmp_path):
+    from lenslib.fitsio import read_cutouts
+
+    cube = np.arange(2 * 100 * 100, dtype=np.int16).reshape(2, 100, 100)
+    hdu = fits.ImageHDU(cube, name="CUTOUTS")
+    hdu.header["BZERO"] = 10.0
+    path = tmp_path / "cube.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({"a": [1]})), hdu]).writeto(path)
+    np.testing.assert_array_equal(read_cutouts(path), cube + 10.0)  # scaled, found past the table
+    np.testing.assert_array_equal(read_cutouts(path, "CUTOUTS"), read_cutouts(path, -1))
+    for reader in (read_cutouts, read_image):
+        with pytest.raises(ValueError, match=r"has no HDU 7: it has 3 \(HDUs: 0 PRIMARY: no data; "
+                                             r"1 -: BinTableHDU \(a table\); 2 CUTOUTS: 3-D image"):
+            reader(path, 7)
+    with pytest.raises(ValueError, match="HDU 2 of .* holds 3-D image .* not a 2-D image"):
+        read_image(path, 2)
+
+
+def test_an_unreachable_scheduler_leaves_no_checkpoint(spot_model_path, spot_image, tmp_path, monkeypatch):
+    import lenslib.scan as scan
+    from lenslib.errors import InputError
+
+    def unreachable(scheduler, n_workers):
+        raise InputError(f"cannot reach the Dask scheduler at {scheduler}: timed out")
+
+    monkeypatch.setattr(scan, "_dask_client", unreachable)
+    checkpoint = tmp_path / "ckpt"
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
+        _quiet(score_tiles, spot_image((200, 200)), spot_model_path, checkpoint=checkpoint,
+               scheduler="tcp://10.255.255.1:8786")
+    assert not checkpoint.exists()
+    with pytest.raises(ValueError, match="n_workers sets the size of a scheduler='local' cluster"):
+        _quiet(score_tiles, spot_image((200, 200)), spot_model_path, n_workers=4)

@@ -342,7 +342,7 @@ def _profiles() -> dict[str, Profile]:
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
-                         learnability_images=3000, learnability_epochs=8, shifted_images=1000),
+                         learnability_images=2400, learnability_epochs=8, shifted_images=800),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

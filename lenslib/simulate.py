@@ -435,7 +435,8 @@ def _simulate_unlensed_twin(rng: np.random.Generator, config: SimulationConfig) 
     lens_kind = names[rng.choice(len(names), p=weights / weights.sum())]
     scene = _simulate_lens(lens_kind, rng, config, lensed_light=False)
     record = {"kind": "elliptical", "label": 0, "feature_snr": 0.0, "feature_visibility": 0.0}
-    record.update({k: scene.record[k] for k in _TWIN_FIELDS})
+    record.update({k: scene.record[k] for k in _TWIN_FIELDS + ("feature_snr", "feature_visibility")
+                   if k in scene.record})
     return Scene(image=scene.image, components=scene.components, record=record)
 
 
@@ -522,16 +523,21 @@ def _try_source(kind, rng, config, obs, gal, lens_kwargs, theta_e, base, base_to
     components = dict(base)
     components["lensed"] = lensed if lensed_light else np.zeros_like(lensed)
     components["feature"] = np.zeros_like(lensed)
+    feature_record = {}
     if not lensed_light and rng.uniform() < config.twin_neighbour_fraction:
         source_size = 0.05 if kind == "lensed_quasar" else parts[0][3]
-        components["feature"] = _stand_in_neighbour(rng, config, grid, gal, theta_e, float(lensed.sum()),
-                                                    source_size * np.sqrt(magnification))
+        neighbour = _stand_in_neighbour(rng, config, grid, gal, theta_e, float(lensed.sum()),
+                                        source_size * np.sqrt(magnification))
+        components["feature"] = neighbour
+        neighbour_variance = obs.variance(base_total + neighbour)
+        feature_record = {"feature_snr": _arc_snr(neighbour, neighbour_variance),
+                          "feature_visibility": _visibility(neighbour, base_total, neighbour_variance)}
     image = _observe(components, rng, obs)
     record = {
         "source_mag": float(mag), "point_source_mag": float(point_mag),
         "source_x": float(sx), "source_y": float(sy), "magnification": float(magnification),
         "n_source_images": n_img, "arc_snr": snr, "arc_visibility": visibility, "arc_coverage": coverage,
-        "image_config": config_name,
+        "image_config": config_name, **feature_record,
     }
     record.update(_observing_record(obs))
     return Scene(image=image, components=components, record=record)

@@ -165,6 +165,8 @@ def test_twins_get_an_unlensed_neighbour_when_asked(fraction):
         scene = simulate_scene("elliptical", np.random.default_rng(seed), config)
         assert not scene.components["lensed"].any()
         assert scene.components["feature"].any() == (fraction == 1.0)
+        # The record says how visible the stand-in is (0 when there is none).
+        assert (scene.record["feature_visibility"] > 0) == (fraction == 1.0)
 
 
 def test_statistics_cannot_tell_a_lens_galaxy_from_its_twin(lenses_and_twins):

@@ -18,7 +18,7 @@ export LENSLIB_RESULTS_DIR ?= $(CURDIR)/results
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYDEVD_DISABLE_FILE_VALIDATION = 1
 
-.PHONY: install book test lint bench clean clean-book browser-deps
+.PHONY: install book test lint bench finder clean clean-book browser-deps
 
 install: $(STAMP)
 
@@ -63,6 +63,17 @@ test: $(STAMP) lint browser-deps
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# --- the shipped finder -------------------------------------------------------------------------
+# Train the finder on the full recipe (100,000 simulated images in shards under data/finder;
+# resumable: run it again after an interruption), benchmark it on 20,000 unseen cutouts and the
+# shifted skies (the figures go into its model card), and install both into the package.
+FINDER      ?= lenslib-finder-v1
+FINDER_RUN  ?= $(LENSLIB_RESULTS_DIR)/finder/$(FINDER)
+finder: $(STAMP)
+	$(BIN)/lenslib train-finder --profile full --run-dir $(FINDER_RUN)
+	$(BIN)/python bench/bench_finder.py --model $(FINDER_RUN)/$(FINDER).keras --card $(FINDER_RUN)/$(FINDER).json
+	cp $(FINDER_RUN)/$(FINDER).keras $(FINDER_RUN)/$(FINDER).json lenslib/finder/weights/
 
 clean-book:
 	rm -rf _build $(EXECDIR)

@@ -1,4 +1,4 @@
-"""The ``lenslib`` command: ``scan``, ``predict``, ``simulate`` and ``cv`` over the library.
+"""The ``lenslib`` command: ``scan``, ``inspect``, ``predict``, ``simulate``, ``train-finder`` and ``cv``.
 
 Every subcommand is a thin layer over one library call; bad input (a
 :class:`lenslib.errors.InputError`, a dataset error, unavailable weights, or an ``OSError`` of a
@@ -74,6 +74,16 @@ def _profile(name: str):
         raise InputError(f"{err} (from --profile or $LENSLIB_PROFILE)") from err
 
 
+_MODEL_HELP = "the lens finder's .keras file (default: the finder shipped with lenslib)"
+
+
+def _model_path(model: Path | None) -> Path:
+    """``--model``, or the shipped finder's file when it is not given."""
+    from .finder.shipped import shipped_path
+
+    return model if model is not None else shipped_path()
+
+
 # --------------------------------------------------------------------------------------------
 # scan
 # --------------------------------------------------------------------------------------------
@@ -86,7 +96,7 @@ def _add_scan(sub) -> None:
         epilog="example: lenslib scan mosaic.fits --model results/quick/best_model.keras "
                "--out candidates.fits --gallery candidates.png")
     p.add_argument("image", type=Path, help="the FITS image in e-/s (any HDU with 2-D data; see --hdu)")
-    p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
+    p.add_argument("--model", type=Path, default=None, help=_MODEL_HELP)
     p.add_argument("--out", type=Path, required=True,
                    help="the catalog to write: .fits, .ecsv or .csv (format by extension); never an "
                         "input, and an existing file only if lenslib wrote it")
@@ -139,7 +149,8 @@ def _run_scan(args) -> int:
         checkpoint = args.checkpoint
         if checkpoint is None:
             checkpoint, temporary = args.out.with_name(args.out.name + ".scan-checkpoint"), True
-    table = scan_fits(args.image, args.model, args.out, hdu=args.hdu, mask=args.mask, weight=args.weight,
+    table = scan_fits(args.image, _model_path(args.model), args.out, hdu=args.hdu, mask=args.mask,
+                      weight=args.weight,
                       gallery=args.gallery, n_gallery=args.n_gallery, stride=args.stride,
                       threshold=args.threshold, min_separation=args.min_separation,
                       batch_size=args.batch_size, zero_run=args.zero_run, checkpoint=checkpoint,
@@ -164,7 +175,7 @@ def _add_predict(sub) -> None:
                     "or a FITS image or cube) with the normalisation used in training; writes one "
                     "lens probability per cutout.")
     p.add_argument("cutouts", type=Path, help="a .npy file or a FITS file of cutouts")
-    p.add_argument("--model", type=Path, required=True, help="the lens finder's .keras file")
+    p.add_argument("--model", type=Path, default=None, help=_MODEL_HELP)
     p.add_argument("--out", type=Path, default=None,
                    help="a .csv, .ecsv or .fits table of scores (default: CSV on stdout); never an "
                         "input, and an existing file only if lenslib wrote it")
@@ -190,9 +201,10 @@ def _run_predict(args) -> int:
     from .models import predict
 
     out = check_table_path(args.out)
-    check_output(out, [args.cutouts, args.model], what="--out", csv_columns=("index", "score"))
+    model = _model_path(args.model)
+    check_output(out, [args.cutouts, model], what="--out", csv_columns=("index", "score"))
     cutouts = read_cutouts(args.cutouts, args.hdu)
-    scores = predict(args.model, cutouts, batch_size=args.batch_size)
+    scores = predict(model, cutouts, batch_size=args.batch_size)
     table = Table({"index": np.arange(len(scores)), "score": scores})
     if out is None:
         table.write(sys.stdout, format="ascii.csv")
@@ -230,6 +242,23 @@ def _run_simulate(args) -> int:
                          progress=False if args.no_progress else None)
     print(path)
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# train-finder
+# --------------------------------------------------------------------------------------------
+def _add_train_finder(sub) -> None:
+    from .config import PROFILE_NAMES
+    from .finder import cli
+
+    p = sub.add_parser(
+        "train-finder", help="train the lenslib finder on shards of the simulated sky (resumable)",
+        description="Simulate the profile's finder recipe in shards (cached), train the compact "
+                    "residual finder on them with on-the-fly augmentation, checkpoint every epoch, and "
+                    "write the finder with its model card.  A killed run resumes when run again.",
+        epilog="example: lenslib train-finder --profile quick")
+    cli.configure_parser(p, workers_type=_workers, profile_names=PROFILE_NAMES)
+    p.set_defaults(run=cli.run)
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,6 +339,15 @@ def _run_cv(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# inspect
+# --------------------------------------------------------------------------------------------
+def _add_inspect(sub) -> None:
+    from .inspect.cli import DESCRIPTION, EPILOG, HELP, configure_parser
+
+    configure_parser(sub.add_parser("inspect", help=HELP, description=DESCRIPTION, epilog=EPILOG))
+
+
+# --------------------------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
@@ -321,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan(sub)
     _add_predict(sub)
     _add_simulate(sub)
+    _add_train_finder(sub)
     _add_cv(sub)
+    _add_inspect(sub)
     return parser
 
 
@@ -358,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lenslib {args.command}: error: {message}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except KeyboardInterrupt:
-            hint = "; run the same command again to resume" if args.command == "scan" else ""
+            resumable = args.command in ("scan", "train-finder")
+            hint = "; run the same command again to resume" if resumable else ""
             print(f"lenslib {args.command}: interrupted{hint}", file=sys.stderr)
             return EXIT_INTERRUPTED
 

@@ -307,6 +307,53 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class FinderRecipe:
+    """How the lenslib finder is trained (:func:`lenslib.finder.train_finder`).
+
+    ``train_parents`` distinct simulated images (no stored augmentation: every epoch flips,
+    rotates by multiples of 90 degrees and shifts them by up to ``max_shift`` pixels on the fly),
+    simulated in shards of ``shard_parents`` images, half lenses and half non-lenses, each shard
+    a lenslib dataset of the default sky with ``twin_neighbour_fraction`` of its same-population
+    non-lenses carrying an unlensed neighbour.  ``validation_parents`` images of another seed are
+    scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs.
+    """
+
+    name: str = "lenslib-finder-v1"
+    train_parents: int = 100_000
+    shard_parents: int = 5_000
+    validation_parents: int = 4_000
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    max_shift: int = 4  # pixels
+    twin_neighbour_fraction: float = 0.25
+    widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
+    seed: int = 2026
+
+    def __post_init__(self):
+        o = "FinderRecipe"
+        if not (isinstance(self.name, str) and self.name and self.name.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum()):
+            _fail(o, "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name)
+        _check_range(o, "shard_parents", self.shard_parents, 2, 1_000_000, integer=True)
+        _check_range(o, "train_parents", self.train_parents, self.shard_parents, 100_000_000, integer=True)
+        _check_range(o, "validation_parents", self.validation_parents, 2, 1_000_000, integer=True)
+        _check_range(o, "epochs", self.epochs, 1, 10_000, integer=True)
+        _check_range(o, "batch_size", self.batch_size, 1, 65_536, integer=True)
+        _check_range(o, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        _check_range(o, "max_shift", self.max_shift, 0, 32, integer=True)
+        _check_range(o, "twin_neighbour_fraction", self.twin_neighbour_fraction, 0.0, 1.0)
+        if not (isinstance(self.widths, tuple) and len(self.widths) >= 2 and all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in self.widths)):
+            _fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
+        _check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.train_parents / self.shard_parents)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named size for every step of the pipeline; logic is the same in all of them."""
 
@@ -319,6 +366,8 @@ class Profile:
     learnability_images: int = 6000
     learnability_epochs: int = 8
     shifted_images: int = 3000
+    #: How ``lenslib train-finder`` trains the finder at this profile's size.
+    finder: FinderRecipe = field(default_factory=FinderRecipe)
 
     def __post_init__(self):
         if self.name not in PROFILE_NAMES:
@@ -329,6 +378,8 @@ class Profile:
         _check_range("Profile", "shifted_images", self.shifted_images, 20, 10_000_000, integer=True)
         if not isinstance(self.training, TrainingConfig):
             _fail("Profile", "training", "a TrainingConfig", self.training)
+        if not isinstance(self.finder, FinderRecipe):
+            _fail("Profile", "finder", "a FinderRecipe", self.finder)
 
 
 def _profiles() -> dict[str, Profile]:
@@ -337,12 +388,16 @@ def _profiles() -> dict[str, Profile]:
         "smoke": Profile("smoke", SimulationConfig(n_lenses=60, n_nonlenses=54), cv_folds=2,
                          training=TrainingConfig(epochs=2, batch_size=16, patience=1, upsample=1,
                                                  validation_fraction=0.25, end_to_end_epochs=1),
-                         learnability_images=200, learnability_epochs=1, shifted_images=60),
+                         learnability_images=200, learnability_epochs=1, shifted_images=60,
+                         finder=FinderRecipe(train_parents=160, shard_parents=80, validation_parents=60,
+                                             epochs=2, batch_size=32)),
         # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
-                         learnability_images=2400, learnability_epochs=8, shifted_images=800),
+                         learnability_images=2400, learnability_epochs=8, shifted_images=800,
+                         finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
+                                             validation_parents=2_000, epochs=4)),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

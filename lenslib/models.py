@@ -738,9 +738,14 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
-    from the file).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
+    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v1"``, see
+    :mod:`lenslib.finder.shipped`).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
     import zipfile
 
+    from .finder.shipped import is_shipped_name, shipped_path
+
+    if is_shipped_name(path) and not Path(path).exists():
+        path = shipped_path(path)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")

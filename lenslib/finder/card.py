@@ -1,0 +1,90 @@
+"""Model cards: what a trained finder is, how it was made and how well it does, as JSON.
+
+A card records the recipe, the sky (its config, hash and simulator version), the code's commit,
+images seen, epochs, wall time and machine, the per-epoch history and, once
+``bench/bench_finder.py`` has scored the finder, its benchmark under ``"benchmark"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..config import SIMULATOR_VERSION, FinderRecipe, SimulationConfig, config_hash, config_to_dict
+
+CARD_FORMAT = "lenslib-model-card"
+
+
+def code_commit() -> str:
+    """The git commit of lenslib's source tree, with ``+dirty`` for uncommitted changes."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "lenslib"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+dirty" if dirty else "")
+
+
+def machine() -> dict:
+    """The machine a run used: CPU, cores, TensorFlow and its devices."""
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "device": "GPU" if gpus else "CPU", "gpus": gpus}
+
+
+def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int) -> dict:
+    """The card of a finished run (``state`` from :func:`~lenslib.finder.training.train_finder`).
+
+    ``sky`` is one training shard's config; the sky's hash is taken with the shard's seed and
+    counts zeroed out, so every shard of a run shares it."""
+    from .. import __version__
+
+    sky_only = dataclasses.replace(sky, seed=0, n_lenses=1, n_nonlenses=1)
+    history = state["history"]
+    return {
+        "format": CARD_FORMAT,
+        "name": recipe.name,
+        "architecture": (f"residual network, widths {'/'.join(map(str, recipe.widths))} "
+                         "(lenslib.finder.build_finder)"),
+        "recipe": config_to_dict(recipe),
+        "sky": {"config": config_to_dict(sky_only), "config_hash": config_hash(sky_only),
+                "simulator_version": SIMULATOR_VERSION},
+        "lenslib_version": __version__,
+        "code_commit": code_commit(),
+        "distinct_images": n_images,
+        "images_seen": n_images * state["epochs_done"],
+        "epochs": state["epochs_done"],
+        "wall_time_s": round(state["seconds"], 1),
+        "machine": machine(),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "history": history,
+        "final_validation_auc": history[-1]["val_auc"] if history else None,
+    }
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically (a model card, a run's state)."""
+    from ..files import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def read_card(path: str | os.PathLike) -> dict:
+    """A model card, checked to be one."""
+    path = Path(path)
+    card = json.loads(path.read_text())
+    if card.get("format") != CARD_FORMAT:
+        raise ValueError(f"{path} is not a lenslib model card (format {card.get('format')!r})")
+    return card

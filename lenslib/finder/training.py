@@ -1,0 +1,172 @@
+"""Train the finder at scale on one machine: simulate shards, stream them, checkpoint every epoch.
+
+:func:`train_finder` is what ``lenslib train-finder`` and ``make finder`` run.  A run directory
+holds everything a run needs to resume::
+
+    state.json               the commit point: recipe, epochs done, history, wall time
+    checkpoint-<k>.keras     the model and its optimizer after epoch k (the last one kept)
+    log.csv                  one row per epoch (loss, accuracy, validation loss and ROC AUC, time)
+    <name>.keras, <name>.json  the finished finder (no optimizer) and its model card
+
+A killed run started again with the same recipe resumes after its last finished epoch and
+reaches the same weights as a run that was never stopped: the batches of an epoch depend only on
+``(seed, epoch)``, and the checkpoint carries the optimizer's state.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import FinderRecipe, SimulationConfig, config_to_dict
+from ..files import atomic_output
+from .card import write_json
+from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards
+
+LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s")
+
+
+@dataclass
+class FinderRun:
+    """What :func:`train_finder` returns."""
+
+    model: object
+    model_path: Path
+    card_path: Path
+    history: list[dict]
+    seconds: float
+    resumed_from: int  # epochs already done when this call started
+
+
+def _read_state(run_dir: Path, recipe: FinderRecipe) -> dict | None:
+    path = run_dir / "state.json"
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    if state.get("recipe") != config_to_dict(recipe):
+        raise ValueError(f"{run_dir} holds a run of another recipe ({state.get('recipe', {}).get('name')}); "
+                         "choose another run directory or delete this one")
+    return state
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in LOG_COLUMNS} for row in history)
+
+
+def _compile(model, recipe: FinderRecipe, steps_per_epoch: int) -> None:
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate,
+                                                      decay_steps=recipe.epochs * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+def _dataset(stream: ShardStream, image_size: int):
+    import tensorflow as tf
+
+    signature = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32),
+                 tf.TensorSpec((None,), tf.int32))
+    ds = tf.data.Dataset.from_generator(stream, output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(stream))).prefetch(4)
+
+
+def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batch_size: int):
+    import keras
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from ..models import save_model
+
+    class CommitEpoch(keras.callbacks.Callback):
+        """After each epoch: score the validation set, save the checkpoint, then commit the state
+        (the state names the checkpoint, so a kill between the two loses at most one epoch)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.perf_counter() - self.start
+            scores = np.concatenate([self.model.predict_on_batch(val_x[i:i + 512])[:, 1]
+                                     for i in range(0, len(val_x), 512)])
+            row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
+                   "val_loss": float(log_loss(val_y, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
+                   "val_auc": float(roc_auc_score(val_y, scores)), "seconds": round(seconds, 2),
+                   "images_per_s": round(n_train / seconds, 1)}
+            checkpoint = run_dir / f"checkpoint-{epoch + 1}.keras"
+            save_model(self.model, checkpoint)
+            previous = state.get("checkpoint")
+            state.update(epochs_done=epoch + 1, checkpoint=checkpoint.name,
+                         history=state["history"] + [row], seconds=state["seconds"] + seconds)
+            write_json(run_dir / "state.json", state)
+            _write_log(run_dir / "log.csv", state["history"])
+            if previous and previous != checkpoint.name:
+                (run_dir / previous).unlink(missing_ok=True)
+
+    return CommitEpoch()
+
+
+def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
+                 sky: SimulationConfig | None = None, workers: int | None = None, scheduler=None,
+                 callbacks=(), verbose: int = 1) -> FinderRun:
+    """Simulate the recipe's shards (or find them cached in ``data_dir``), train the finder in
+    ``run_dir`` (resuming a killed run there), and write it with its model card.
+
+    ``sky``: the sky the shards are drawn from (default: the default sky).  ``workers`` and
+    ``scheduler``: where shards are simulated (see :func:`~lenslib.finder.shards.simulate_shards`).
+    ``callbacks``: more Keras callbacks (run after each epoch is committed).
+    ``verbose``: Keras's progress bar (1) or silence (0).
+    """
+    import keras
+
+    from ..models import load_model, save_model
+    from .architecture import build_finder
+    from .card import model_card
+
+    if not isinstance(recipe, FinderRecipe):
+        raise TypeError(f"recipe must be a FinderRecipe (got {type(recipe).__name__})")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _read_state(run_dir, recipe)
+    progress = None if verbose else False
+    train_configs = shard_configs(recipe, sky=sky)
+    val_config = shard_config(recipe, 0, sky=sky, validation=True)
+    shards = simulate_shards(train_configs, data_dir, workers=workers, scheduler=scheduler, progress=progress)
+    (val_shard,) = simulate_shards([val_config], data_dir, workers=workers, scheduler=scheduler,
+                                   progress=False)
+    val_x, val_y = load_normalized(val_shard)
+    val_x = np.asarray(val_x, dtype=np.float32)[..., None]
+
+    size = train_configs[0].image_size
+    stream = ShardStream(shards, batch_size=recipe.batch_size, max_shift=recipe.max_shift, seed=recipe.seed)
+    keras.utils.set_random_seed(recipe.seed)
+    if state is None:
+        state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
+                 "checkpoint": None}
+        model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed)
+        _compile(model, recipe, len(stream))
+    else:
+        model = keras.saving.load_model(run_dir / state["checkpoint"], safe_mode=True, compile=True)
+    done = state["epochs_done"]
+    stream.epoch = done
+    if done < recipe.epochs:
+        callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, recipe.batch_size)
+        model.fit(_dataset(stream, size), epochs=recipe.epochs, initial_epoch=done,
+                  callbacks=[callback, *callbacks], shuffle=False, verbose=verbose)
+    final = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
+                         name=recipe.name.replace("-", "_"))
+    final.set_weights(model.get_weights())
+    model_path = save_model(final, run_dir / f"{recipe.name}.keras")
+    card = model_card(recipe, train_configs[0], state, n_images=stream.n_images)
+    card_path = run_dir / f"{recipe.name}.json"
+    write_json(card_path, card)
+    return FinderRun(model=load_model(model_path), model_path=model_path, card_path=card_path,
+                     history=state["history"], seconds=state["seconds"], resumed_from=done)

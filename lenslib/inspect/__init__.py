@@ -1,0 +1,48 @@
+"""Grade candidates by eye: a static grading page, and the merging of inspectors' grades.
+
+* :func:`write_page` writes one HTML file and PNG stamps (arcsinh, linear, lens light
+  subtracted, and optionally saliency) for a table of candidates and their cutouts; the page
+  opens from disk and is graded with the keyboard (A, B, C, X: not a lens, skip), keeps its
+  grades in the browser and exports them as CSV or ECSV.
+* :func:`inspect_catalog` does so for a ``lenslib scan`` catalog and its FITS image.
+* :func:`merge_grades` combines several inspectors' exports: mean grade on the scale
+  :data:`GRADE_VALUES` (A=3, B=2, C=1, X=0, skip left out), spread and count.
+* :func:`screenshot` photographs a page in headless Chromium (:class:`BrowserUnavailableError`
+  where there is none).
+
+The command line is ``lenslib inspect`` (:mod:`lenslib.inspect.cli`).  Submodules are imported
+lazily, so that the command's ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "write_page": "page",
+    "page_data": "page",
+    "inspect_catalog": "sources",
+    "mosaic_cutouts": "sources",
+    "read_catalog": "sources",
+    "saliency_maps": "sources",
+    "merge_grades": "merge",
+    "read_grades": "merge",
+    "GRADE_VALUES": "merge",
+    "MixedPagesWarning": "merge",
+    "screenshot": "browser",
+    "headless_chromium": "browser",
+    "BrowserUnavailableError": "browser",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,152 @@
+"""The lenslib finder: its network, its streamed training set, training with resume, the shipped
+weights and their model card, and the benchmark's bookkeeping."""
+
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from lenslib.config import SIMULATOR_VERSION, FinderRecipe, SimulationConfig, config_to_dict, get_profile
+from lenslib.finder.benchmark import TARGETS, check_targets, flag_rates
+from lenslib.finder.shards import ShardStream, augment_batch, shard_config, shard_configs
+
+
+def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
+    from lenslib.finder import build_finder
+
+    a, b = build_finder(seed=3), build_finder(seed=3)
+    assert a.input_shape == (None, 100, 100, 1) and a.output_shape == (None, 2)
+    assert a.count_params() < 400_000  # ~30x fewer than LensFlow's 8.75 million
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    other = build_finder(seed=4).get_weights()
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a.get_weights(), other))
+    x = np.random.default_rng(0).normal(size=(3, 100, 100, 1)).astype("float32")
+    np.testing.assert_allclose(a.predict_on_batch(x).sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="input_shape"):
+        build_finder((100, 100, 3))
+
+
+@pytest.mark.parametrize("field,value", [("train_parents", 10), ("shard_parents", 1), ("epochs", 0),
+                                          ("learning_rate", -1.0), ("max_shift", 40), ("widths", (16,)),
+                                          ("name", "a b"), ("twin_neighbour_fraction", 2.0)])
+def test_recipe_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=f"FinderRecipe.{field}"):
+        FinderRecipe(**{field: value})
+
+
+def test_shards_are_distinct_balanced_parents_of_the_default_sky():
+    recipe = FinderRecipe(train_parents=10_500, shard_parents=2_000)
+    configs = shard_configs(recipe)
+    assert len(configs) == recipe.n_shards == 6
+    assert sum(c.n_images for c in configs) == recipe.train_parents
+    val = shard_config(recipe, 0, validation=True)
+    seeds = [c.seed for c in configs] + [val.seed]
+    assert len(set(seeds)) == len(seeds)
+    for c in configs + [val]:
+        assert c.augment_copies == 0 and abs(c.n_lenses - c.n_nonlenses) <= 1
+        assert c.twin_neighbour_fraction == recipe.twin_neighbour_fraction
+        # Everything else is the default sky.
+        same = dataclasses.replace(c, n_lenses=15000, n_nonlenses=13239, augment_copies=2, seed=2018,
+                                   twin_neighbour_fraction=0.0)
+        assert same == SimulationConfig()
+
+
+def test_augment_batch_turns_flips_and_shifts_without_changing_pixels():
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(20, 12, 12)).astype("float32")
+    out = augment_batch(batch, np.random.default_rng(1), max_shift=0)
+    for a, b in zip(batch, out):  # a dihedral transform keeps every pixel value
+        assert any(np.array_equal(np.rot90(a, k)[:, ::f], b) for k in range(4) for f in (1, -1))
+    assert not np.array_equal(out, batch)
+    shifted = augment_batch(batch, np.random.default_rng(2), max_shift=3)
+    np.testing.assert_array_equal(shifted, augment_batch(batch, np.random.default_rng(2), max_shift=3))
+    assert shifted.shape == batch.shape and not np.array_equal(shifted, out)
+
+
+@pytest.fixture(scope="module")
+def smoke_shards(tmp_path_factory):
+    from lenslib.finder.shards import simulate_shards
+
+    recipe = get_profile("smoke").finder
+    data_dir = tmp_path_factory.mktemp("finder-data")
+    return recipe, data_dir, simulate_shards(shard_configs(recipe), data_dir, workers=1, progress=False)
+
+
+def test_stream_visits_every_image_once_per_epoch_in_a_seeded_order(smoke_shards):
+    recipe, _, shards = smoke_shards
+    stream = ShardStream(shards, batch_size=32, max_shift=2, seed=5)
+    first = [(x.copy(), y.copy()) for x, y in stream()]
+    second = list(stream())
+    assert stream.n_images == recipe.train_parents == sum(len(y) for _, y in first) == len(stream) * 0 + 160
+    assert len(first) == len(stream)
+    assert sum(int(y.sum()) for _, y in first) == recipe.train_parents // 2
+    assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))  # epochs differ
+    stream.epoch = 0  # resuming at epoch 0 replays it exactly
+    for (x, y), (x2, y2) in zip(first, stream()):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+
+
+class _Kill:
+    """A Keras callback that interrupts training after ``epoch`` epochs, like a killed run."""
+
+    def __new__(cls, epoch):
+        import keras
+
+        class Kill(keras.callbacks.Callback):
+            def on_epoch_end(self, e, logs=None):
+                if e + 1 == epoch:
+                    raise KeyboardInterrupt
+
+        return Kill()
+
+
+def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_card(smoke_shards, tmp_path):
+    from lenslib.finder import read_card, train_finder
+
+    recipe, data_dir, _ = smoke_shards
+    recipe = dataclasses.replace(recipe, epochs=3)
+    whole = train_finder(recipe, tmp_path / "whole", data_dir=data_dir, workers=1, verbose=0)
+    losses = [row["loss"] for row in whole.history]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # it learns something, even at smoke size
+
+    with pytest.raises(KeyboardInterrupt):
+        train_finder(recipe, tmp_path / "killed", data_dir=data_dir, workers=1, verbose=0,
+                     callbacks=[_Kill(2)])
+    state = json.loads((tmp_path / "killed" / "state.json").read_text())
+    assert state["epochs_done"] == 2 and (tmp_path / "killed" / state["checkpoint"]).is_file()
+    resumed = train_finder(recipe, tmp_path / "killed", data_dir=data_dir, workers=1, verbose=0)
+    assert resumed.resumed_from == 2
+    for a, b in zip(whole.model.get_weights(), resumed.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    kept = list((tmp_path / "killed").glob("checkpoint-*.keras"))
+    assert kept == [tmp_path / "killed" / "checkpoint-3.keras"]
+    with open(tmp_path / "killed" / "log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+
+    card = read_card(resumed.card_path)
+    assert card["recipe"] == config_to_dict(recipe)
+    assert card["epochs"] == 3 and card["images_seen"] == 3 * recipe.train_parents
+    assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
+    with pytest.raises(ValueError, match="another recipe"):
+        train_finder(dataclasses.replace(recipe, epochs=4, seed=1), tmp_path / "killed", data_dir=data_dir,
+                     workers=1, verbose=0)
+
+
+def test_flag_rates_and_targets():
+    labels = np.array([1, 1, 1, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.2, 0.6, 0.1, 0.1, 0.0])
+    kinds = np.array(["galaxy_galaxy"] * 3 + ["spiral", "spiral", "star", "star"])
+    t = flag_rates(labels, scores, kinds)
+    assert list(t["kind"]) == ["galaxy_galaxy", "spiral", "star"]
+    np.testing.assert_allclose(t["flagged"], [2 / 3, 0.5, 0.0])
+    record = {"survey": {"roc_auc": 0.999, "tpr0": 0.4, "tpr10": 0.8}, "max_nonlens_flag_rate": 0.5,
+              "shifted_skies": {"benchmark": {"auc_drop": 0.0}, "shallow": {"auc_drop": 0.01}}}
+    met = dict(zip(check_targets(record)["target"], check_targets(record)["met"]))
+    assert met == {"roc_auc": True, "tpr0": False, "tpr10": True, "max_flag_rate": False,
+                   "max_shift_drop": True}
+    assert set(met) == set(TARGETS)

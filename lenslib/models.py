@@ -112,7 +112,8 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
           "convnext_tiny_notop.h5", "convnext/convnext_tiny_notop.h5"),
 )}
 
-MODEL_NAMES = ("lensflow", "deeplens", *BACKBONES)
+#: "finder" is lenslib's own (lenslib.finder), pretrained on the simulated sky and shipped.
+MODEL_NAMES = ("lensflow", "deeplens", "finder", *BACKBONES)
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -443,9 +444,10 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
     Parameters
     ----------
     name : str
-        One of :data:`MODEL_NAMES`: ``lensflow``, ``deeplens``, ``xception``, ``inception_v3``,
-        ``resnet50``, ``nasnet_large``, ``vgg16``, ``vgg19``, ``efficientnetv2_b0``,
-        ``convnext_tiny``.
+        One of :data:`MODEL_NAMES`: ``lensflow``, ``deeplens``, ``finder`` (lenslib's own, see
+        :func:`lenslib.finder.architecture.build_finder_model`; ``auto`` weights are the shipped
+        finder's), ``xception``, ``inception_v3``, ``resnet50``, ``nasnet_large``, ``vgg16``,
+        ``vgg19``, ``efficientnetv2_b0``, ``convnext_tiny``.
     regime : {'frozen', 'finetune', 'scratch'}, optional
         Transfer models: ``frozen`` (default) keeps the backbone's weights unchanged and trains
         only the adapter and head; ``finetune`` trains everything; ``scratch`` starts every kernel
@@ -489,11 +491,13 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
     input_shape = _check_input_shape(input_shape)
     if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0):
         raise ValueError(f"seed must be a non-negative integer (got {seed!r})")
-    transfer = name in BACKBONES
+    transfer = name in BACKBONES or name == "finder"
     if regime is None:
         regime = "frozen" if transfer else "scratch"
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} (got {regime!r})")
+    if name == "finder":
+        return _build_finder_row(regime, weights, input_shape, dropout, head_units, int(seed))
     if isinstance(weights, str) and weights == "auto":
         weights = "imagenet" if regime in ("frozen", "finetune") else None
     if isinstance(weights, os.PathLike):
@@ -535,6 +539,21 @@ def build_model(name: str, *, regime: str | None = None, weights="auto",
     return build_transfer_model(name, input_shape, regime=regime, weights=weights, adapter=adapter,
                                 upsample=int(upsample), dropout=float(dropout),
                                 head_units=int(head_units), seed=int(seed))
+
+
+def _build_finder_row(regime: str, weights, input_shape, dropout, head_units, seed: int):
+    """``build_model("finder", ...)``: ``auto`` weights are the shipped finder's (none for scratch)."""
+    from .finder.architecture import build_finder_model
+    from .finder.shipped import DEFAULT_FINDER
+
+    if isinstance(weights, str) and weights == "auto":
+        weights = DEFAULT_FINDER if regime in ("frozen", "finetune") else None
+    if isinstance(weights, str) and weights in ("imagenet", "hed-vgg16"):
+        raise ValueError(f"the finder has no {weights} weights; pass a shipped finder's name, a .keras "
+                         "finder file or None")
+    _keras().utils.set_random_seed(seed)
+    return build_finder_model(input_shape, regime=regime, weights=weights, dropout=dropout,
+                              head_units=head_units, seed=seed)
 
 
 def _file_shapes(path: Path) -> list[tuple[int, ...]] | None:
@@ -687,6 +706,10 @@ def parameter_table(names=None, *, input_shape=(100, 100, 1), upsample: int = 1)
     for name in names:
         model = build_model(name, regime="frozen" if name in BACKBONES else "scratch", weights=None,
                             input_shape=input_shape, upsample=upsample)
+        if name == "finder":
+            rows.append((name, np.nan, np.nan, np.nan, model.count_params() / 1e6, np.nan,
+                         "lenslib's finder (not in the thesis); its rows reuse its shipped weights"))
+            continue
         total = model.count_params()
         trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         spec = BACKBONES.get(name)

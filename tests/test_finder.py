@@ -150,3 +150,26 @@ def test_flag_rates_and_targets():
     assert met == {"roc_auc": True, "tpr0": False, "tpr10": True, "max_flag_rate": False,
                    "max_shift_drop": True}
     assert set(met) == set(TARGETS)
+
+
+def test_finder_rows_copy_the_trunk_and_freeze_it_for_the_fast_path(tmp_path):
+    """build_model('finder'): the frozen row is the pretrained trunk under a new head, with the
+    frozen fast path; finetune trains the trunk; scratch refuses weights."""
+    from lenslib.finder import build_finder
+    from lenslib.models import build_model, save_model
+    from lenslib.train import feature_extractor
+
+    pretrained = build_finder(seed=9)
+    path = save_model(pretrained, tmp_path / "pretrained.keras")
+    frozen = build_model("finder", regime="frozen", weights=path)
+    trunk = frozen.get_layer("finder_trunk")
+    np.testing.assert_array_equal(trunk.get_layer("stage3_conv2").get_weights()[0],
+                                  pretrained.get_layer("stage3_conv2").get_weights()[0])
+    assert feature_extractor(frozen) is not None  # nothing before the head trains
+    finetune = build_model("finder", regime="finetune", weights=path)
+    assert feature_extractor(finetune) is None
+    assert len(finetune.trainable_weights) > len(frozen.trainable_weights)
+    with pytest.raises(ValueError, match="scratch"):
+        build_model("finder", regime="scratch", weights=path)
+    with pytest.raises(ValueError, match="imagenet"):
+        build_model("finder", weights="imagenet")

@@ -27,6 +27,7 @@ from lenslib.models import (  # noqa: E402
 SMALL = {
     "lensflow": ((40, 40, 1), 1),
     "deeplens": ((40, 40, 1), 1),
+    "finder": ((40, 40, 1), 1),
     "xception": ((36, 36, 1), 2),  # 72 >= 71
     "inception_v3": ((38, 38, 1), 2),  # 76 >= 75
     "resnet50": ((32, 32, 1), 1),
@@ -40,7 +41,7 @@ SMALL = {
 
 def small_model(name, **kwargs):
     shape, upsample = SMALL[name]
-    if name in BACKBONES:
+    if name in BACKBONES or name == "finder":
         kwargs.setdefault("weights", None)
         kwargs.setdefault("upsample", upsample)
     return build_model(name, input_shape=shape, **kwargs)

@@ -58,3 +58,36 @@ def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: i
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(2, activation="softmax", kernel_initializer=seeds.glorot(), name="softmax")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_finder_model(input_shape=(100, 100, 1), *, regime: str = "frozen", weights=None,
+                       dropout: float = 0.5, head_units: int = 256, seed: int = 0):
+    """The finder as Table 5-1's transfer rows use a backbone: its trunk (everything up to the
+    pooled 128 features) under lenslib's transfer head (:func:`lenslib.models._head`).
+
+    ``weights``: a shipped finder's name or a ``.keras`` file of a finder, whose trunk weights
+    are copied in (lens-domain pretraining, the offline stand-in for ImageNet), or None (random).
+    ``regime``: ``frozen`` (only the head trains: the frozen fast path applies), ``finetune``
+    (everything trains) or ``scratch`` (random weights, everything trains).
+    """
+    from ..models import REGIMES, _freeze, _head, load_model
+
+    keras = _keras()
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES} (got {regime!r})")
+    if regime == "scratch" and weights is not None:
+        raise ValueError(f"regime='scratch' starts from random weights: weights must be None "
+                         f"(got {weights!r})")
+    finder = build_finder(input_shape, seed=seed)
+    if weights is not None:
+        pretrained = load_model(weights)
+        trunk_layers = [layer for layer in pretrained.layers if layer.weights and layer.name != "softmax"]
+        for layer in trunk_layers:
+            finder.get_layer(layer.name).set_weights(layer.get_weights())
+    trunk = keras.Model(finder.input, finder.get_layer("pool").output, name="finder_trunk")
+    if regime == "frozen":
+        _freeze(trunk)
+    inputs = keras.Input(tuple(finder.input_shape[1:]), name="cutout")
+    features = trunk(inputs)
+    head = _head(features.shape[-1], dropout=dropout, units=head_units, seeds=_Seeds(seed + 1))
+    return keras.Model(inputs, head(features), name="finder")

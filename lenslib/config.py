@@ -366,8 +366,10 @@ class Profile:
     learnability_images: int = 6000
     learnability_epochs: int = 8
     shifted_images: int = 3000
-    #: How ``lenslib train-finder`` trains the finder at this profile's size.
+    #: How ``lenslib train-finder`` trains the finder at this profile's size, and the size of the
+    #: benchmark sky the finder chapter scores it on (:mod:`lenslib.finder.benchmark`).
     finder: FinderRecipe = field(default_factory=FinderRecipe)
+    finder_test_images: int = 20_000
 
     def __post_init__(self):
         if self.name not in PROFILE_NAMES:
@@ -378,6 +380,7 @@ class Profile:
         _check_range("Profile", "shifted_images", self.shifted_images, 20, 10_000_000, integer=True)
         if not isinstance(self.training, TrainingConfig):
             _fail("Profile", "training", "a TrainingConfig", self.training)
+        _check_range("Profile", "finder_test_images", self.finder_test_images, 20, 10_000_000, integer=True)
         if not isinstance(self.finder, FinderRecipe):
             _fail("Profile", "finder", "a FinderRecipe", self.finder)
 
@@ -390,14 +393,15 @@ def _profiles() -> dict[str, Profile]:
                                                  validation_fraction=0.25, end_to_end_epochs=1),
                          learnability_images=200, learnability_epochs=1, shifted_images=60,
                          finder=FinderRecipe(train_parents=160, shard_parents=80, validation_parents=60,
-                                             epochs=2, batch_size=32)),
+                                             epochs=2, batch_size=32), finder_test_images=200),
         # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
                          learnability_images=2400, learnability_epochs=8, shifted_images=800,
                          finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
-                                             validation_parents=2_000, epochs=4)),
+                                             validation_parents=2_000, epochs=4),
+                         finder_test_images=2_000),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

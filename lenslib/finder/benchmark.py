@@ -46,6 +46,12 @@ def flag_rates(labels, scores, kinds, *, threshold: float = 0.5) -> Table:
                  meta={"threshold": threshold})
 
 
+def bin_labels(table: Table) -> list[str]:
+    """``"lo-hi"`` labels of the bins of an :func:`~lenslib.diagnostics.auc_by_bins` table."""
+    lo, hi = (next(c for c in table.colnames if c.endswith(end)) for end in ("_min", "_max"))
+    return [f"{a:g}-{b:g}" for a, b in zip(table[lo], table[hi])]
+
+
 @dataclass
 class FinderBenchmark:
     """What :func:`benchmark` returns."""
@@ -66,8 +72,10 @@ class FinderBenchmark:
                             if row["lenses"] == "all"},
             "flagged_at_0.5": {row["kind"]: float(row["flagged"]) for row in self.flagged},
             "max_nonlens_flag_rate": float(nonlens["flagged"].max()),
-            "auc_by_arc_snr": {row["bin"]: float(row["auc"]) for row in self.report.by_arc_snr},
-            "auc_by_theta_e": {row["bin"]: float(row["auc"]) for row in self.report.by_theta_e},
+            "auc_by_arc_snr": dict(zip(bin_labels(self.report.by_arc_snr),
+                                       map(float, self.report.by_arc_snr["auc"]))),
+            "auc_by_theta_e": dict(zip(bin_labels(self.report.by_theta_e),
+                                       map(float, self.report.by_theta_e["auc"]))),
             "shifted_skies": {row["sky"]: {"auc": float(row["auc"]), "auc_drop": float(row["auc_drop"]),
                                            "tpr10": float(row["tpr10"]), "n": int(row["n"])}
                               for row in self.skies},

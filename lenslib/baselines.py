@@ -65,7 +65,7 @@ def shortcut_auc(features: np.ndarray, labels, groups, *, n_splits: int = 3, see
 
     Folds are grouped by ``groups`` (parent ids), so augmented copies never straddle a split.
     """
-    from .cv import make_folds
+    from .splits import make_folds
 
     labels = np.asarray(labels)
     aucs = []

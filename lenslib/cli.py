@@ -267,8 +267,8 @@ def _add_train_finder(sub) -> None:
 def _add_cv(sub) -> None:
     from .baselines import BASELINE_NAMES
     from .config import PROFILE_NAMES
-    from .cv import SPLIT_MODES
     from .models import MODEL_NAMES
+    from .splits import SPLIT_MODES
 
     p = sub.add_parser(
         "cv", help="cross-validate networks and baselines on a profile's dataset (Table 5-1)",

@@ -313,8 +313,8 @@ def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int 
     upsample=1, seed=seed)``; when given it is used as is (``epochs`` is ignored).  ``workers``:
     simulation processes (default all cores).
     """
-    from .cv import validation_split
     from .dataset import dataset_path, get_dataset
+    from .splits import validation_split
     from .train import train
 
     sky = _sized(config, n_images, augment_copies=0)

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainingConfig, get_profile
-from .cv import validation_split
 from .files import atomic_output
 from .models import build_model, make_optimizer, save_model
 from .preprocess import normalize
+from .splits import validation_split
 
 FEATURES_FORMAT = "lenslib-features"
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from lenslib.baselines import baseline_fit_predict, baseline_inputs
-from lenslib.cv import cross_validate, make_folds, results_table, validation_split
+from lenslib.cv import cross_validate, results_table
+from lenslib.splits import make_folds, validation_split
 
 
 def test_grouped_folds_keep_parents_together(smoke_dataset):

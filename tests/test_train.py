@@ -11,10 +11,10 @@ keras = pytest.importorskip("keras")
 
 import lenslib  # noqa: E402
 from lenslib.config import TrainingConfig, get_profile  # noqa: E402
-from lenslib.cv import validation_split  # noqa: E402
 from lenslib.dataset import load_dataset  # noqa: E402
 from lenslib.models import backbone_of, build_model, predict  # noqa: E402
 from lenslib.preprocess import normalize  # noqa: E402
+from lenslib.splits import validation_split  # noqa: E402
 from lenslib.train import (  # noqa: E402
     cached_features,
     class_weights,

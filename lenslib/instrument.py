@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import astropy.units as u
 import numpy as np
 from scipy import special
 from scipy.ndimage import gaussian_filter
 
 from .config import InstrumentConfig
 
-_ARCSEC_PER_RADIAN = 180.0 / np.pi * 3600.0
+_ARCSEC_PER_RADIAN = u.rad.to(u.arcsec)  # 206264.806...
 _PSF_OVERSAMPLING = 5
 
 

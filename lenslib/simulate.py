@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import astropy.units as u
 import numpy as np
 from astropy import constants as const
 from astropy.cosmology import Planck18
@@ -34,7 +35,7 @@ from .instrument import magnitude_to_rate, noise_variance, observe, psf_kernel
 
 COMPONENTS = ("lensed", "deflector", "feature", "field")
 _PAD = 10  # native pixels rendered around the cutout so that light from outside scatters in
-_ARCSEC_PER_RADIAN = 206264.80624709636
+_ARCSEC_PER_RADIAN = u.rad.to(u.arcsec)  # 206264.806...
 _C_KM_S = const.c.to_value("km/s")
 _MAX_TRIES = 200
 

@@ -60,13 +60,16 @@ class FitResult:
 # --- splitting and weighting --------------------------------------------------------------------
 
 def class_weights(labels) -> dict[int, float]:
-    """Balanced class weights ``n / (2 n_c)``, so both classes weigh the same in the loss."""
+    """Balanced class weights ``n / (2 n_c)`` (scikit-learn's ``compute_class_weight("balanced")``),
+    so both classes weigh the same in the loss."""
+    from sklearn.utils.class_weight import compute_class_weight
+
     labels = np.asarray(labels)
-    n = len(labels)
     counts = {c: int((labels == c).sum()) for c in (0, 1)}
     if min(counts.values()) == 0:
         raise ValueError(f"both classes are needed to weight them (counts {counts})")
-    return {c: n / (2.0 * k) for c, k in counts.items()}
+    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+    return {0: float(weights[0]), 1: float(weights[1])}
 
 
 # --- the pipeline -------------------------------------------------------------------------------

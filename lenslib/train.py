@@ -302,7 +302,8 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, v
         train_rows, val_rows = np.sort(train_rows), np.sort(val_rows)
         weights = class_weights(data.labels[train_rows]) if config.balance_classes else None
 
-        extractor = feature_extractor(model) if fast_path is not False else None
+        frozen_features = feature_extractor(model)  # None: layers before the head train too
+        extractor = frozen_features if fast_path is not False else None
         if fast_path is True and extractor is None:
             raise ValueError(f"the fast path needs a frozen transfer model with the 'resize' adapter; "
                              f"{model.name} has trainable layers before its head (or no head)")
@@ -317,6 +318,9 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, v
         else:
             source, trained = data.images, model
         is_features = extractor is not None
+        epochs = config.epochs  # a network trained end to end gets the config's cap, wherever it is fitted
+        if frozen_features is None and config.end_to_end_epochs is not None:
+            epochs = min(epochs, config.end_to_end_epochs)
         common = dict(batch_size=config.batch_size, seed=config.seed, class_weight=weights,
                       features=is_features)
         train_ds = make_pipeline(source, train_rows, data.labels, shuffle=True, **common)
@@ -327,7 +331,7 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, v
         best = _callbacks_class()(model, None if checkpoint is None else Path(checkpoint),
                                   save_each=not is_features)
         stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience)
-        hist = trained.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+        hist = trained.fit(train_ds, validation_data=val_ds, epochs=epochs,
                            callbacks=[best, stop], shuffle=False, verbose=verbose)
         seconds = time.perf_counter() - start
     finally:

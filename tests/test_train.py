@@ -116,7 +116,7 @@ def test_pipeline_normalises_and_shuffles_per_epoch(smoke_dataset):
 
 @pytest.mark.slow
 def test_fit_lensflow_checkpoints_the_best_epoch(smoke_dataset_path, smoke_training, tmp_path):
-    config = dataclasses.replace(smoke_training, epochs=3, patience=3)
+    config = dataclasses.replace(smoke_training, epochs=3, patience=3, end_to_end_epochs=None)
     checkpoint = tmp_path / "models" / "lensflow.keras"
     result = train("lensflow", smoke_dataset_path, config=config, checkpoint=checkpoint)
     assert not result.fast_path
@@ -139,7 +139,7 @@ def test_fit_lensflow_checkpoints_the_best_epoch(smoke_dataset_path, smoke_train
 
 
 def test_early_stopping_and_seeding(smoke_dataset, smoke_training):
-    config = dataclasses.replace(smoke_training, epochs=6, patience=0)
+    config = dataclasses.replace(smoke_training, epochs=6, patience=0, end_to_end_epochs=None)
     a = fit(build_model("lensflow", input_shape=(100, 100, 1), seed=1), smoke_dataset, config=config)
     b = fit(build_model("lensflow", input_shape=(100, 100, 1), seed=1), smoke_dataset, config=config)
     assert a.history == b.history  # same seed, same training
@@ -148,6 +148,14 @@ def test_early_stopping_and_seeding(smoke_dataset, smoke_training):
     # patience 0: training stops at the first epoch that does not improve on the best.
     first_worse = next((i for i in range(1, len(losses)) if losses[i] >= min(losses[:i])), None)
     assert stopped == (config.epochs if first_worse is None else first_worse + 1)
+
+
+def test_end_to_end_networks_get_the_epoch_cap_wherever_they_are_fitted(smoke_dataset, smoke_training):
+    config = dataclasses.replace(smoke_training, epochs=3, patience=3, end_to_end_epochs=2)
+    assert len(train("lensflow", smoke_dataset, config=config).history["loss"]) == 2
+    head_only = train("finder", smoke_dataset, config=config, regime="frozen", weights=None,
+                      fast_path=False)
+    assert len(head_only.history["loss"]) == 3  # a frozen trunk: only the head trains, no cap
 
 
 def test_fit_rows_and_errors(smoke_dataset, smoke_training):

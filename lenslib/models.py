@@ -412,6 +412,12 @@ def build_transfer_model(name: str, input_shape=(100, 100, 1), *, regime: str = 
     top (global average pooled) -> new head -> softmax 2.  See :func:`build_model` for the
     arguments."""
     keras = _keras()
+    if name not in BACKBONES:
+        raise ValueError(f"{name!r} is not a transfer backbone; choose one of {', '.join(BACKBONES)}")
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES} (got {regime!r})")
+    if adapter not in ADAPTER_NAMES:
+        raise ValueError(f"adapter must be one of {ADAPTER_NAMES} (got {adapter!r})")
     spec = BACKBONES[name]
     input_shape = _check_input_shape(input_shape)
     side = min(input_shape[:2]) * upsample

@@ -395,3 +395,14 @@ def test_parameter_table_beside_the_thesis():
     # The thesis counts the Keras ImageNet classifiers (with their 1000-class tops).
     assert np.all(np.abs(thesis["keras_imagenet_M"] - thesis["thesis_M"]) < 5)
     assert np.all(table["backbone_M"] < table["keras_imagenet_M"])
+
+
+def test_build_transfer_model_checks_its_arguments():
+    from lenslib.models import build_transfer_model
+
+    with pytest.raises(ValueError, match="regime"):
+        build_transfer_model("vgg16", (32, 32, 1), regime="bogus", weights=None)
+    with pytest.raises(ValueError, match="adapter"):
+        build_transfer_model("vgg16", (32, 32, 1), adapter="bogus", weights=None)
+    with pytest.raises(ValueError, match="not a transfer backbone"):
+        build_transfer_model("lensflow", weights=None)

@@ -133,7 +133,7 @@ def _elliptical_coords(x, y, cx, cy, q, phi):
     return xp, yp / q
 
 
-def _add_template(fine, grid, rate, values):
+def _add_template(fine, rate, values):
     """Scale an arbitrary non-negative surface-brightness map to a total of ``rate`` e-/s."""
     total = values.sum()
     if total > 0:
@@ -711,7 +711,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
             ky = cy + rr * np.cos(th) * np.sin(phi) + rr * q * np.sin(th) * np.cos(phi)
             knots += _gaussian_blob(grid, kx, ky, rng.uniform(0.02, 0.06))
         tmpl = arms / arms.sum() * 0.85 + (knots / knots.sum() * 0.15 if knots.sum() > 0 else 0)
-        _add_template(feat, grid, rate * (1 - bulge), tmpl)
+        _add_template(feat, rate * (1 - bulge), tmpl)
         feature_radius = h
         rec["central_mag"] = mag
     elif kind == "ring_galaxy":
@@ -736,7 +736,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
             ring += 3 * _gaussian_blob(grid, cx + feature_radius * np.cos(a),
                                        cy + feature_radius * np.sin(a), rng.uniform(0.02, 0.05))
         ring_mag = float(_draw_magnitudes_power_law(rng, 1, 20.5, 26.0, 0.3)[0])
-        _add_template(feat, grid, float(magnitude_to_rate(ring_mag, zp)), ring)
+        _add_template(feat, float(magnitude_to_rate(ring_mag, zp)), ring)
         rec["feature_mag"] = ring_mag
     elif kind == "edge_on_disk":
         mag = rng.uniform(18.5, 22.5)
@@ -768,7 +768,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
                                   angle=rng.uniform(0, 2 * np.pi), opening=rng.uniform(0.4, 1.2),
                                   radius_slope=rng.uniform(-0.4, 0.4))
         tail_mag = float(min(mags) + rng.uniform(1.5, 5.0))
-        _add_template(feat, grid, float(magnitude_to_rate(tail_mag, zp)), tails)
+        _add_template(feat, float(magnitude_to_rate(tail_mag, zp)), tails)
         feature_radius = sep
         rec.update({"central_mag": float(-2.5 * np.log10(np.sum(10 ** (-0.4 * mags)))),
                     "feature_mag": tail_mag})
@@ -795,7 +795,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
                 arc = _curved_band(grid, cx - centre_dist * np.cos(a), cy - centre_dist * np.sin(a),
                                    centre_dist, rng.uniform(0.03, 0.1), angle=a,
                                    opening=rng.uniform(0.1, 0.35) * d / centre_dist)
-                _add_template(feat, grid, rate, arc)
+                _add_template(feat, rate, arc)
             if i == 0:
                 feature_radius, rec["feature_mag"] = d, m
     elif kind == "tidal_features":
@@ -811,7 +811,7 @@ def _draw_nonlens(kind: str, rng: np.random.Generator, config: SimulationConfig)
                                    radius_slope=rng.choice([0.0, rng.uniform(-0.3, 0.3)]))
             feature_radius = radius
         shell_mag = gal["mag"] + rng.uniform(2.0, 6.0)
-        _add_template(feat, grid, float(magnitude_to_rate(shell_mag, zp)), shells)
+        _add_template(feat, float(magnitude_to_rate(shell_mag, zp)), shells)
         rec["feature_mag"] = shell_mag
     elif kind == "star":
         m = rng.uniform(16.0, 23.5)

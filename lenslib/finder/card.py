@@ -61,7 +61,7 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         "sky": {"config": config_to_dict(sky_only), "config_hash": config_hash(sky_only),
                 "simulator_version": SIMULATOR_VERSION},
         "lenslib_version": __version__,
-        "code_commit": code_commit(),
+        "code_commit": state.get("code_commit") or code_commit(),  # the code that started the run
         "distinct_images": n_images,
         "images_seen": n_images * state["epochs_done"],
         "epochs": state["epochs_done"],

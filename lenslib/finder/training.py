@@ -26,7 +26,7 @@ import numpy as np
 
 from ..config import FinderRecipe, SimulationConfig, config_to_dict
 from ..files import atomic_output
-from .card import write_json
+from .card import code_commit, write_json
 from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards
 
 LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s")
@@ -150,7 +150,7 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     keras.utils.set_random_seed(recipe.seed)
     if state is None:
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
-                 "checkpoint": None}
+                 "checkpoint": None, "code_commit": code_commit()}
         model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed)
         _compile(model, recipe, len(stream))
     else:

@@ -370,6 +370,14 @@ class Profile:
     #: benchmark sky the finder chapter scores it on (:mod:`lenslib.finder.benchmark`).
     finder: FinderRecipe = field(default_factory=FinderRecipe)
     finder_test_images: int = 20_000
+    #: Table 5-1 (notebook 02): networks left out at this size, and the share of the parents the
+    #: frozen / fine-tuned / from-scratch comparison runs on.
+    table_5_1_skip: tuple = ()
+    regime_fraction: float = 1.0
+    #: The survey-scan chapter (notebook 04): the mock mosaic's side in pixels and its injected lenses
+    #: (as many look-alikes).
+    mosaic_size: int = 4000
+    mosaic_lenses: int = 20
 
     def __post_init__(self):
         if self.name not in PROFILE_NAMES:
@@ -381,6 +389,12 @@ class Profile:
         if not isinstance(self.training, TrainingConfig):
             _fail("Profile", "training", "a TrainingConfig", self.training)
         _check_range("Profile", "finder_test_images", self.finder_test_images, 20, 10_000_000, integer=True)
+        skip = self.table_5_1_skip
+        if not (isinstance(skip, tuple) and all(isinstance(n, str) for n in skip)):
+            _fail("Profile", "table_5_1_skip", "a tuple of network names", self.table_5_1_skip)
+        _check_range("Profile", "regime_fraction", self.regime_fraction, 0.0, 1.0, low_open=True)
+        _check_range("Profile", "mosaic_size", self.mosaic_size, 200, 100_000, integer=True)
+        _check_range("Profile", "mosaic_lenses", self.mosaic_lenses, 1, 100_000, integer=True)
         if not isinstance(self.finder, FinderRecipe):
             _fail("Profile", "finder", "a FinderRecipe", self.finder)
 
@@ -393,7 +407,8 @@ def _profiles() -> dict[str, Profile]:
                                                  validation_fraction=0.25, end_to_end_epochs=1),
                          learnability_images=200, learnability_epochs=1, shifted_images=60,
                          finder=FinderRecipe(train_parents=160, shard_parents=80, validation_parents=60,
-                                             epochs=2, batch_size=32), finder_test_images=200),
+                                             epochs=2, batch_size=32), finder_test_images=200,
+                         mosaic_size=800, mosaic_lenses=3),
         # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
@@ -401,7 +416,10 @@ def _profiles() -> dict[str, Profile]:
                          learnability_images=2400, learnability_epochs=8, shifted_images=800,
                          finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
                                              validation_parents=2_000, epochs=4),
-                         finder_test_images=2_000),
+                         finder_test_images=2_000,
+                         # CMU DeepLens end to end took as long as every other row together on 2
+                         # cores and stayed near chance after the few epochs a CPU build gives it.
+                         table_5_1_skip=("deeplens",), regime_fraction=0.08, mosaic_size=2000),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

@@ -109,3 +109,28 @@ def test_non_finite_mix_weights_are_refused(field, weight):
         ("spiral", weight), ("star", 1.0))
     with pytest.raises(ValueError, match=rf"SimulationConfig\.{field} must be .*finite weights"):
         SimulationConfig(**{field: mix})
+
+
+def test_no_notebook_branches_on_a_profile_name():
+    """Profiles change sizes, never logic: notebooks read sizes from the profile, never compare its name."""
+    import json
+    import re
+    from pathlib import Path
+
+    pattern = re.compile(r"profile\s*[!=]=|\[\s*profile\s*\]|\.get\(\s*profile\b|profile\s+in\s*[\(\[{]")
+    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                source = "".join(cell["source"])
+                assert not pattern.search(source), f"{path.name} branches on the profile's name: {source[:200]}"
+
+
+def test_profile_sizes_for_the_book_are_validated():
+    import dataclasses
+
+    quick = get_profile("quick")
+    assert "deeplens" in quick.table_5_1_skip and 0 < quick.regime_fraction < 1
+    with pytest.raises(ValueError, match="Profile.regime_fraction"):
+        dataclasses.replace(quick, regime_fraction=0.0)
+    with pytest.raises(ValueError, match="Profile.mosaic_size"):
+        dataclasses.replace(quick, mosaic_size=10)

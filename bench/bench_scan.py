@@ -144,7 +144,8 @@ def measure_rounds(model, model_path: Path, fits_path: Path, rounds: int) -> dic
     from dask.distributed import Client
 
     from lenslib.preprocess import normalize
-    from lenslib.scan import _worker_model, local_cluster
+    from lenslib.scan.scoring import local_cluster
+    from lenslib.scan.scoring import worker_model as _worker_model
 
     cutouts = tile_cutouts(fits_path)
     x = normalize(cutouts)[..., None]
@@ -193,7 +194,9 @@ def survey_cost(size: int, directory: Path, rounds: int = 3) -> None:
     from astropy.io import fits
 
     from lenslib.models import build_model, predict
-    from lenslib.scan import _Source, _survey, read_image, tile_grid
+    from lenslib.scan import read_image, tile_grid
+    from lenslib.scan.tiles import ImageSource as _Source
+    from lenslib.scan.tiles import survey as _survey
 
     path = directory / f"noise-{size}.fits"
     rng = np.random.default_rng(0)

@@ -311,11 +311,11 @@ def _run_cv(args) -> int:
     check_output(check_table_path(args.out), what="--out", csv_columns=("model", "split"))
     rows = [default_row(name, allow_download=args.allow_download) for name in dict.fromkeys(args.models)]
     if any(row.weights == "imagenet" for row in rows):  # fail now, not after the dataset is made
-        from .models import BACKBONES, _backbone_weights
+        from .models import BACKBONES, resolve_backbone_weights
 
         for row in rows:
             if row.weights == "imagenet":
-                _backbone_weights(BACKBONES[row.name], "imagenet")
+                resolve_backbone_weights(BACKBONES[row.name], "imagenet")
     out = results_dir(args.profile, args.results_dir)
     data_dir = args.data_dir if args.data_dir is not None else default_data_dir()
     dataset = get_dataset(settings.simulation, data_dir)

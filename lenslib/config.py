@@ -193,7 +193,7 @@ class SimulationConfig:
     source_mag_range: tuple = (21.0, 26.5)  # unlensed I-band AB, dN/dm ~ 10^(0.3 m)
     source_r_eff_range: tuple = (0.05, 0.35)  # arcsec, uniform
     #: Share of same-population non-lenses given an unlensed neighbour with the flux and surface
-    #: brightness their lensed light would have had (see simulate._stand_in_neighbour).
+    #: brightness their lensed light would have had (see lenslib.simulate.lenses).
     twin_neighbour_fraction: float = 0.0
     lens_kinds: tuple = (("galaxy_galaxy", 0.75), ("lensed_quasar", 0.25))
     #: Half the non-lenses are the lenses' own deflectors without a lensed source ("elliptical":

@@ -38,7 +38,8 @@ from .candidates import LOOKALIKE_KINDS
 from .config import LENS_KINDS, NONLENS_KINDS, SimulationConfig, get_profile
 from .files import atomic_output
 from .instrument import observe, psf_kernel
-from .simulate import Field, _grid, draw_field, paint_field, simulate_scene
+from .simulate import Field, draw_field, paint_field, simulate_scene
+from .simulate import supersampled_grid as _grid
 
 #: COSMOS, the largest contiguous HST/ACS F814W survey: the default pointing of a mock mosaic.
 DEFAULT_CENTER = SkyCoord(150.1163 * u.deg, 2.2009 * u.deg)

@@ -122,7 +122,8 @@ def test_no_notebook_branches_on_a_profile_name():
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":
                 source = "".join(cell["source"])
-                assert not pattern.search(source), f"{path.name} branches on the profile's name: {source[:200]}"
+                found = pattern.search(source)
+                assert not found, f"{path.name} branches on the profile's name: {source[:200]}"
 
 
 def test_profile_sizes_for_the_book_are_validated():

@@ -225,3 +225,17 @@ def test_predict_without_a_model_uses_the_shipped_finder(smoke_dataset, tmp_path
     scores = Table.read(tmp_path / "scores.csv")["score"]
     expected = lenslib.predict("lenslib-finder-v1", smoke_dataset.images[:5])
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_shards_simulated_on_dask_are_the_same_bytes(smoke_shards, tmp_path):
+    import h5py
+
+    from lenslib.finder.shards import simulate_shards
+
+    recipe, _, local = smoke_shards
+    on_dask = simulate_shards(shard_configs(recipe), tmp_path, scheduler="local")
+    for a, b in zip(local, on_dask):
+        assert a.name == b.name
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+            assert fa.attrs["images_blake2b"] == fb.attrs["images_blake2b"]

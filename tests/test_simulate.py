@@ -183,3 +183,10 @@ def test_statistics_cannot_tell_a_lens_galaxy_from_its_twin(lenses_and_twins):
     labels = np.r_[np.ones(len(lenses)), np.zeros(len(twins))].astype(int)
     auc = shortcut_auc(photometric_features(np.array(images)), labels, np.arange(len(labels)))
     assert auc.mean() <= 0.6
+
+
+def test_every_nonlens_kind_but_the_twins_has_its_drawer():
+    from lenslib.config import NONLENS_KINDS
+    from lenslib.simulate import NONLENS_DRAWERS
+
+    assert set(NONLENS_DRAWERS) == set(NONLENS_KINDS) - {"elliptical"}

@@ -83,7 +83,7 @@ def simulate_shards(configs: list[SimulationConfig], data_dir: str | os.PathLike
         bar = tqdm(configs, desc="simulating shards", unit="shard",
                    disable=None if progress is None else not progress)
         return [Path(_build_shard(c, data_dir, workers)) for c in bar]
-    from ..scan import _dask_client
+    from ..scan.scoring import dask_client as _dask_client
 
     client, close = _dask_client(scheduler, None)
     try:

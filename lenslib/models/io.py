@@ -1,0 +1,95 @@
+"""A trained lens finder in use: save it, load it (a ``.keras`` file or a shipped finder's
+name), and score cutouts with it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..files import atomic_output
+from ..preprocess import normalize, validate_cutouts
+from .common import is_integer, lazy_keras
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Save ``model`` as a ``.keras`` file atomically (a killed run leaves no half-written file)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files must end in .keras (got {path})")
+    with atomic_output(path) as tmp:
+        staging = tmp.with_name(tmp.name + ".keras")  # Keras insists on the extension
+        try:
+            model.save(staging)
+            os.replace(staging, tmp)
+        finally:
+            staging.unlink(missing_ok=True)
+    return path
+
+
+def load_model(path: str | os.PathLike):
+    """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
+    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v1"``, see
+    :mod:`lenslib.finder.shipped`).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
+    import zipfile
+
+    from ..finder.shipped import is_shipped_name, shipped_path  # lenslib.finder imports this package
+
+    if is_shipped_name(path) and not Path(path).exists():
+        path = shipped_path(path)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if path.suffix != ".keras":
+        raise InputError(f"{path} is not a .keras model file")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that exists
+        raise InputError(f"cannot load {path}: a .keras model is a zip archive and this file is not "
+                         f"({path.stat().st_size} bytes; truncated or corrupt?)")
+    keras = lazy_keras()
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        raise InputError(f"cannot load {path} as a Keras model (safe mode): {err}") from err
+    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
+    if len(in_shape) != 4 or in_shape[-1] != 1 or out_shape[-1] != 2:
+        raise InputError(f"{path} is not a lenslib lens finder: it maps {in_shape} to {out_shape}, "
+                         "expected (None, H, W, 1) to (None, 2)")
+    return model
+
+
+def _shape_error(given: tuple, seen: tuple) -> str:
+    """What was wrong with cutouts of shape ``given`` (read as ``seen`` = (N, H, W))."""
+    if len(given) == 3 and given[-1] in (2, 3, 4) and given[0] == given[1]:
+        return (f"got shape {given}: one {given[0]}x{given[1]} image with {given[-1]} channels? lenslib "
+                "cutouts are single-band, shaped (N, H, W)")
+    return f"got {seen[1]}x{seen[2]} cutouts: shape {given}"
+
+
+def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
+    """One lens probability per cutout.
+
+    ``model`` is a model from :func:`~lenslib.models.build_model`/:func:`load_model` or the path
+    of a ``.keras`` file; ``cutouts`` are in e-/s, shaped ``(N, H, W)`` (one ``(H, W)`` cutout is
+    accepted) with the model's ``H, W``.  They go through :func:`lenslib.preprocess.normalize`,
+    the normalisation used in training.  Returns float32 ``(N,)``.  Raises ``ValueError``
+    (:class:`lenslib.errors.InputError`) for a wrong shape, NaN or infinite pixels, or no
+    cutouts, and ``TypeError`` for non-numeric or complex cutouts.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    if not is_integer(batch_size):
+        raise InputError(f"batch_size must be a positive integer (got {batch_size!r})")
+    height, width = tuple(model.input_shape)[1:3]
+    arr = validate_cutouts(cutouts)
+    if arr.shape[1:] != (height, width):
+        raise InputError(f"cutouts must be {height}x{width} pixels for this model "
+                         f"({_shape_error(np.shape(cutouts), arr.shape)})")
+    out = np.empty(len(arr), dtype=np.float32)
+    # Batch by batch: predict_on_batch skips the per-call set-up of Model.predict, which
+    # dominates when a survey scan scores many small batches.
+    for start in range(0, len(arr), batch_size):
+        x = normalize(arr[start:start + batch_size])[..., None]
+        out[start:start + len(x)] = np.asarray(model.predict_on_batch(x))[:, 1]
+    return out

@@ -1,0 +1,251 @@
+"""Scoring every tile of an image, in this process or on a Dask cluster.
+
+* :func:`score_tiles`: check the inputs, count (and, for a checkpoint, hash) the pixels, read
+  back a checkpoint's finished rows, then score the other tile rows block by block; returns a
+  :class:`~lenslib.scan.tiles.TileScores`.
+* ``_score_band``: the scores of the tiles of one band of image rows, ``batch_size`` cutouts
+  at a time through :func:`lenslib.models.predict` (the same on a Dask worker).
+* :func:`local_cluster`, :func:`dask_client`: a Dask cluster to score on (also used by
+  :mod:`lenslib.finder.shards`); :func:`worker_model` loads the model once per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..errors import InputError
+from .checkpoint import Checkpoint, fingerprint
+from .checks import (
+    SkippedTilesWarning,
+    check_checkpoint,
+    check_image,
+    check_int,
+    check_mask,
+    check_model,
+)
+from .tiles import (
+    DEFAULT_STRIDE,
+    ZERO_RUN,
+    ImageSource,
+    TileGrid,
+    TileScores,
+    read_band,
+    survey,
+    tile_grid,
+)
+
+DEFAULT_BATCH_SIZE = 256
+#: Largest batch: 8192 cutouts take about 1 GB while normalised; larger batches only cost memory.
+MAX_BATCH_SIZE = 8192
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring one block of tile rows (in this process or on a Dask worker)
+# --------------------------------------------------------------------------------------------
+def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int) -> np.ndarray:
+    """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
+    non-finite pixel."""
+    from ..models import predict
+
+    x0 = np.asarray(x0)
+    out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
+    todo = []
+    for r, ly in enumerate(local_y0):
+        bad_cols = np.concatenate([[0], np.cumsum(~np.isfinite(band[ly:ly + size]).all(axis=0))])
+        good = np.flatnonzero(bad_cols[x0 + size] == bad_cols[x0])
+        todo.extend((r, c) for c in good)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in chunk])
+        rows, cols = zip(*chunk)
+        out[list(rows), list(cols)] = predict(model, cutouts, batch_size=batch_size)
+    return out
+
+
+_WORKER_MODELS: dict = {}
+
+
+def worker_model(path: str):
+    """The model at ``path``, loaded once per process (keyed by its size and mtime)."""
+    from ..models import load_model
+
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = load_model(path)
+    return _WORKER_MODELS[key]
+
+
+def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size: int) -> np.ndarray:
+    """A Dask task: load the model from its file (once per worker) and score a band."""
+    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring every tile
+# --------------------------------------------------------------------------------------------
+def _blocks(rows: np.ndarray, per_block: int) -> list[np.ndarray]:
+    """Split sorted row indices into runs of consecutive rows, at most ``per_block`` long."""
+    if len(rows) == 0:
+        return []
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1)
+    return [run[i:i + per_block] for run in runs for i in range(0, len(run), per_block)]
+
+
+def _progress_bar(total: int, progress, initial: int = 0):
+    from tqdm import tqdm
+
+    disable = None if progress is None else not progress  # None: only on a terminal
+    return tqdm(total=total, initial=initial, unit="tile", desc="lenslib scan", disable=disable)
+
+
+def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_STRIDE,
+                batch_size: int = DEFAULT_BATCH_SIZE, zero_run: int = ZERO_RUN, checkpoint=None,
+                scheduler=None, n_workers: int | None = None, progress: bool | None = None) -> TileScores:
+    """Score every ``100 x 100`` tile of ``data``; see :func:`~lenslib.scan.find_lenses` for the
+    parameters.
+
+    Returns a :class:`~lenslib.scan.TileScores` whose ``scores`` (``n_rows x n_cols``, NaN for
+    skipped tiles) are the raw material of :func:`~lenslib.scan.candidates_table` and of a score
+    map.  Warns with :class:`~lenslib.scan.SkippedTilesWarning`, and the fraction of the image
+    without data, when tiles touch pixels without data.
+    """
+    data = check_image(data)
+    mask = check_mask(mask, data.shape)
+    weight = check_mask(weight, data.shape, "weight")
+    if np.ma.isMaskedArray(data):
+        own = np.ma.getmaskarray(data)
+        mask = own if mask is None else own | np.asarray(mask, dtype=bool)
+        data = np.ma.getdata(data)
+    batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+    zero_run = check_int("zero_run", zero_run, 0, min(data.shape))
+    grid = tile_grid(tuple(data.shape), stride=stride)
+    checkpoint = check_checkpoint(checkpoint)
+    if n_workers is not None and scheduler != "local":
+        raise InputError(f"n_workers sets the size of a scheduler='local' cluster; it does nothing with "
+                         f"scheduler={scheduler!r}")
+    model, model_path = check_model(model)
+    if scheduler is not None and model_path is None:
+        raise InputError("to scan on Dask, pass the model as the path of its .keras file: every worker "
+                         "loads it from there (lenslib.models.save_model writes one)")
+    src = ImageSource(data, mask, weight, zero_run)
+    # Connect first: an unreachable scheduler fails before any reading, and leaves no checkpoint.
+    client, close = (None, None) if scheduler is None else dask_client(scheduler, n_workers)
+    try:
+        result = _score_all(src, grid, model, model_path, batch_size, checkpoint, client, progress)
+    finally:
+        if close is not None:
+            close()
+    if result.n_skipped:
+        warnings.warn(f"{result.n_skipped} of {grid.n_tiles} tiles touch NaN, infinite or masked pixels "
+                      f"and were not scored: {100 * result.no_data:.3g}% of the image has no data (NaN, "
+                      f"infinite or BLANK pixels, the mask, zero weights, runs of {zero_run} or more exact "
+                      "zeros); no candidates can be found there", SkippedTilesWarning, stacklevel=2)
+    return result
+
+
+def _score_all(src: ImageSource, grid: TileGrid, model, model_path, batch_size: int, checkpoint,
+               client, progress) -> TileScores:
+    """Survey the image, resume from ``checkpoint``, score the rest (saving each finished row)."""
+    n_no_data, digest = survey(src, digest=checkpoint is not None)
+    scores = np.full((grid.n_rows, grid.n_cols), np.nan, dtype=np.float32)
+    store = None
+    done = np.zeros(0, dtype=int)
+    if checkpoint is not None:
+        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path),
+                           grid.n_cols)
+        done = store.load(scores)
+    pending = np.setdiff1d(np.arange(grid.n_rows), done)
+    per_block = max(1, -(-batch_size // grid.n_cols))  # enough rows to fill a batch
+    blocks = _blocks(pending, per_block)
+    result = TileScores(grid, scores, n_resumed=int(np.isfinite(scores[done]).sum()),
+                        no_data=n_no_data / (grid.shape[0] * grid.shape[1]))
+
+    def finish(rows, values):
+        scores[rows] = values
+        if store is not None:
+            for row, row_values in zip(rows, values):
+                store.save(int(row), row_values)
+        result.n_scored += int(np.isfinite(values).sum())
+        bar.update(values.size)
+
+    with _progress_bar(grid.n_tiles, progress, initial=len(done) * grid.n_cols) as bar:
+        if client is None:
+            for rows in blocks:
+                band = read_band(src, grid, rows)
+                local = grid.y0[rows] - grid.y0[rows[0]]
+                finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size))
+        else:
+            _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), batch_size, finish)
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# Dask
+# --------------------------------------------------------------------------------------------
+def local_cluster(n_workers: int | None = None):
+    """A Dask ``LocalCluster`` for scanning: ``n_workers`` processes (default: one per core), one
+    task at a time each, TensorFlow in each limited to its share of the cores."""
+    from dask.distributed import LocalCluster
+
+    cores = os.cpu_count() or 1
+    n = cores if n_workers is None else n_workers
+    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
+        raise InputError(f"n_workers must be a positive integer (got {n_workers!r})")
+    threads = str(max(1, cores // n))
+    env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": threads,
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    return LocalCluster(n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=None,
+                        env=env)
+
+
+def dask_client(scheduler, n_workers):
+    """``(client, close)``: ``"local"`` starts a :func:`local_cluster`; an address connects to a
+    running scheduler; a ``distributed.Client`` is used as it is."""
+    from dask.distributed import Client
+
+    if isinstance(scheduler, Client):
+        return scheduler, lambda: None
+    if scheduler == "local":
+        cluster = local_cluster(n_workers)
+        client = Client(cluster)
+
+        def close():
+            client.close()
+            cluster.close()
+
+        return client, close
+    if isinstance(scheduler, str) and "://" in scheduler:
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from err
+        return client, client.close
+    raise InputError(f"scheduler must be None, 'local', a scheduler address such as "
+                     f"'tcp://host:8786', or a distributed.Client (got {scheduler!r})")
+
+
+def _score_on_dask(client, src: ImageSource, grid: TileGrid, blocks, model_path: str, batch_size: int,
+                   finish) -> None:
+    """Submit one task per block, at most two per worker in flight (memory stays bounded), and
+    hand each result to ``finish`` as it arrives."""
+    from dask.distributed import wait
+
+    n_running = max(1, len(client.scheduler_info().get("workers", {})))
+    in_flight: dict = {}
+    queue = list(blocks)
+    while queue or in_flight:
+        while queue and len(in_flight) < 2 * n_running:
+            rows = queue.pop(0)
+            band = read_band(src, grid, rows)
+            local = grid.y0[rows] - grid.y0[rows[0]]
+            future = client.submit(_score_band_task, model_path, band, local, grid.x0, grid.size,
+                                   batch_size, pure=False)
+            in_flight[future] = rows
+        done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
+        for future in done:
+            finish(in_flight.pop(future), future.result())

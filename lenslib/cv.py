@@ -215,7 +215,9 @@ def run_rows(rows, dataset, *, training, n_splits: int, out_dir: str | os.PathLi
     results = []
     for row in rows:
         for mode in modes:
-            key = f"{dataset.config_hash}|{row}|{training}|{n_splits}"
+            # The validation part of each training fold is training.validation_fraction (one
+            # setting, as in fit); "val-v2" retires folds cached when it was a fixed 0.2.
+            key = f"{dataset.config_hash}|{row}|{training}|{n_splits}|val-v2"
             if row.is_baseline:
                 if row.name not in inputs:
                     inputs[row.name] = baseline_inputs(row.name, dataset.images)
@@ -223,9 +225,9 @@ def run_rows(rows, dataset, *, training, n_splits: int, out_dir: str | os.PathLi
             else:
                 fp = cv_fit_predict(row.name, dataset, config=training, regime=row.regime,
                                     weights=row.weights, row=row.id, cache_dir=cache_dir,
-                                    model_dir=model_dir if mode == "grouped" else None,
-                                    epochs=training.end_to_end_epochs if end_to_end(row) else None)
+                                    model_dir=model_dir if mode == "grouped" else None)
             results.append(cross_validate(fp, dataset.labels, dataset.parent_ids, name=row.id,
                                           out_dir=out_dir, n_splits=n_splits, mode=mode, seed=seed,
-                                          run_key=key, progress=progress))
+                                          run_key=key, val_fraction=training.validation_fraction,
+                                          progress=progress))
     return results

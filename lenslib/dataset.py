@@ -417,6 +417,23 @@ def summarize(dataset: LensDataset) -> Table:
     return table
 
 
+def parent_subset(dataset: LensDataset, fraction: float, *, seed: int = 0,
+                  min_parents: int = 4) -> LensDataset:
+    """A random ``fraction`` of a dataset's parents with all their augmented children, in memory.
+
+    Its ``config_hash`` is the dataset's with the fraction and seed appended, so caches keyed by
+    it (cross-validation folds, cached features) never mix a subset with the whole."""
+    if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
+        raise ValueError(f"fraction must be in (0, 1] (got {fraction!r})")
+    parents = np.unique(dataset.parent_ids)
+    n = min(parents.size, max(min_parents, int(round(fraction * parents.size))))
+    keep = np.isin(dataset.parent_ids, np.random.default_rng(seed).choice(parents, n, replace=False))
+    return LensDataset(path=dataset.path, config=dataset.config,
+                       config_hash=f"{dataset.config_hash}-subset{fraction:g}-seed{seed}",
+                       images=np.asarray(dataset.images[np.flatnonzero(keep)]), labels=dataset.labels[keep],
+                       parent_ids=dataset.parent_ids[keep], metadata=dataset.metadata[keep])
+
+
 def get_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = None, *,
                 workers: int | None = None, progress: bool | None = None,
                 in_memory: bool = True) -> LensDataset:
@@ -428,5 +445,5 @@ def get_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None = N
 __all__ = [
     "AUGMENT_FIELDS", "DatasetError", "LensDataset", "METADATA_COLUMNS", "ParentPlan", "assemble",
     "build_dataset", "dataset_path", "default_data_dir", "get_dataset", "load_dataset",
-    "plan_parents", "simulate_parent", "summarize", "write_dataset",
+    "parent_subset", "plan_parents", "simulate_parent", "summarize", "write_dataset",
 ]

@@ -402,20 +402,19 @@ def score_rows(result: FitResult, dataset, rows, *, batch_size: int = 128) -> np
 
 def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | None = None,
                    weights="auto", model_dir: str | os.PathLike | None = None, row: str | None = None,
-                   cache_dir: str | os.PathLike | None = None, epochs: int | None = None):
+                   cache_dir: str | os.PathLike | None = None):
     """A ``fit_predict(fit, val, test, fold)`` for :func:`lenslib.cv.cross_validate`.
 
     Each fold builds ``name`` afresh from the same seed, trains it (shuffling with seed
     ``config.seed + fold``) on the ``fit`` rows
     with early stopping on the ``val`` rows, saves it as ``<model_dir>/<row>-fold<k>.keras`` and
-    returns its scores on the validation and test rows.  ``epochs`` caps the epochs (for networks
-    trained end to end on a CPU).
+    returns its scores on the validation and test rows.  Networks trained end to end get
+    ``config.end_to_end_epochs`` at most (:func:`fit` applies it).
     """
     row = row or name
 
     def fit_predict(fit_rows, val_rows, test_rows, fold):
-        cfg = dataclasses.replace(config, seed=config.seed + fold,
-                                  epochs=config.epochs if epochs is None else epochs)
+        cfg = dataclasses.replace(config, seed=config.seed + fold)
         data, opened = _open(dataset)
         try:
             # The same initial model in every fold (built from config.seed, not the fold's; a

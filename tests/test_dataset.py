@@ -249,3 +249,20 @@ def test_stale_partial_files_of_dead_builds_are_removed(smoke_config, smoke_data
         p.write_bytes(b"half a dataset")
     assert build_dataset(smoke_config, tmp_path) == final
     assert not stale.exists() and alive.exists() and other.exists()
+
+
+def test_parent_subset_keeps_whole_families_and_a_hash_of_its_own(smoke_dataset):
+    from lenslib.dataset import parent_subset
+
+    sub = parent_subset(smoke_dataset, 0.5, seed=3)
+    parents = np.unique(smoke_dataset.parent_ids)
+    assert np.unique(sub.parent_ids).size == round(0.5 * parents.size)
+    for p in np.unique(sub.parent_ids):  # every child of a kept parent is kept
+        assert (sub.parent_ids == p).sum() == (smoke_dataset.parent_ids == p).sum()
+    rows = np.flatnonzero(np.isin(smoke_dataset.parent_ids, sub.parent_ids))
+    np.testing.assert_array_equal(sub.images, smoke_dataset.images[rows])
+    assert len(sub.metadata) == len(sub.labels) == len(sub.images)
+    assert sub.config_hash != smoke_dataset.config_hash
+    assert sub.config_hash != parent_subset(smoke_dataset, 0.5, seed=4).config_hash
+    with pytest.raises(ValueError, match="fraction"):
+        parent_subset(smoke_dataset, 0.0)

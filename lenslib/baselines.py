@@ -18,6 +18,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
@@ -99,14 +100,17 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y)
+        check_classification_targets(y)
         self.classes_ = np.unique(y)
-        if self.classes_.size != 2:
-            raise ValueError(f"GaussianMixtureClassifier needs two classes (got {self.classes_.tolist()})")
+        if self.classes_.size < 2:
+            raise ValueError(f"GaussianMixtureClassifier needs at least 2 classes; got 1 class "
+                             f"({self.classes_.tolist()})")
         self.scaler_ = StandardScaler().fit(X)
         Z = self.scaler_.transform(X)
-        self.mixtures_ = [
-            GaussianMixture(n_components=self.n_components, covariance_type=self.covariance_type,
-                            n_init=self.n_init, reg_covar=1e-4, random_state=self.random_state).fit(Z[y == c])
+        self.mixtures_ = [  # a class with fewer samples than components gets one per sample
+            GaussianMixture(n_components=min(self.n_components, int((y == c).sum())),
+                            covariance_type=self.covariance_type, n_init=self.n_init, reg_covar=1e-4,
+                            random_state=self.random_state).fit(Z[y == c])
             for c in self.classes_
         ]
         self.log_priors_ = np.log([np.mean(y == c) for c in self.classes_])
@@ -122,6 +126,7 @@ class GaussianMixtureClassifier(ClassifierMixin, BaseEstimator):
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X):
+        check_is_fitted(self)
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 

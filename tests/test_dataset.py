@@ -266,3 +266,20 @@ def test_parent_subset_keeps_whole_families_and_a_hash_of_its_own(smoke_dataset)
     assert sub.config_hash != parent_subset(smoke_dataset, 0.5, seed=4).config_hash
     with pytest.raises(ValueError, match="fraction"):
         parent_subset(smoke_dataset, 0.0)
+
+
+def test_summarize_counts_parents_and_images_per_kind(smoke_dataset):
+    from lenslib.dataset import summarize
+
+    table = summarize(smoke_dataset)
+    meta = smoke_dataset.metadata
+    total = table[table["class"] == "all"][0]
+    assert total["images"] == len(smoke_dataset)
+    assert total["parents"] == np.unique(smoke_dataset.parent_ids).size
+    body = table[table["class"] != "all"]
+    assert body["images"].sum() == len(smoke_dataset)
+    for row in body:
+        rows = meta["kind"] == row["kind"]
+        assert row["images"] == rows.sum()
+        assert row["parents"] == np.unique(np.asarray(meta["parent_id"])[rows]).size
+        assert row["class"] == ("lens" if meta["label"][rows][0] else "non-lens")

@@ -250,13 +250,12 @@ def evaluate(model, dataset, rows=None, *, batch_size: int = 256) -> DiagnosticR
     ``dataset`` may be in memory or streamed: images are read ``batch_size`` rows at a time, in
     increasing order; ``rows`` (default all) are sorted and deduplicated.
     """
-    from .models import predict
+    from .models import predict_rows
 
     rows = np.unique(np.arange(len(dataset)) if rows is None else np.asarray(rows, dtype=np.int64))
     if rows.size == 0 or rows[0] < 0 or rows[-1] >= len(dataset):
         raise ValueError(f"rows must be a non-empty set of rows in [0, {len(dataset)})")
-    scores = np.concatenate([predict(model, np.asarray(dataset.images[rows[i:i + batch_size]]),
-                                     batch_size=batch_size) for i in range(0, rows.size, batch_size)])
+    scores = predict_rows(model, dataset.images, rows, batch_size=batch_size)
     return diagnose(dataset.labels[rows], scores, dataset.metadata[rows], rows=rows,
                     config_hash=dataset.config_hash)
 

@@ -378,7 +378,7 @@ __all__ = ["FitResult", "cached_features", "class_weights", "feature_extractor",
 def score_rows(result: FitResult, dataset, rows, *, batch_size: int = 128) -> np.ndarray:
     """Lens probabilities of ``rows`` of ``dataset`` from a fitted model; with the fast path,
     from its cached backbone features (the same numbers, without recomputing the backbone)."""
-    from .models import predict
+    from .models import predict_rows
 
     rows = np.asarray(rows, dtype=np.int64)
     if result.fast_path and result.features_path is not None:
@@ -390,11 +390,7 @@ def score_rows(result: FitResult, dataset, rows, *, batch_size: int = 128) -> np
         return head.predict(features, batch_size=batch_size, verbose=0)[:, 1].astype(np.float32)
     data, opened = _open(dataset)
     try:
-        order = np.argsort(rows)  # h5py reads need increasing indices
-        images = np.asarray(data.images[rows[order]])
-        scores = np.empty(len(rows), dtype=np.float32)
-        scores[order] = predict(result.model, images, batch_size=batch_size)
-        return scores
+        return predict_rows(result.model, data.images, rows, batch_size=batch_size)
     finally:
         if opened:
             data.images.file.close()

@@ -38,7 +38,7 @@ Where things are:
 - :mod:`~lenslib.models.weights`: Keras's ImageNet cache, local weights files, HED's VGG16 trunk;
 - :mod:`~lenslib.models.common`: what several architectures share (seeds, input checks, the
   transfer head, freezing);
-- :mod:`~lenslib.models.io`: :func:`save_model`, :func:`load_model`, :func:`predict`.
+- :mod:`~lenslib.models.io`: :func:`save_model`, :func:`load_model`, :func:`predict`, :func:`predict_rows`.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from ..errors import InputError as InputError
 from .common import REGIMES
 from .deeplens import build_deeplens
 from .factory import MODEL_NAMES, build_model, default_weights, make_optimizer, parameter_table
-from .io import load_model, predict, save_model
+from .io import load_model, predict, predict_rows, save_model
 from .lensflow import build_lensflow
 from .transfer import BACKBONES, NORMALIZED_RANGE, Backbone, backbone_of, build_transfer_model
 from .weights import (
@@ -66,6 +66,6 @@ __all__ = [
     "BACKBONES", "Backbone", "KERAS_WEIGHTS_URL", "MODEL_NAMES", "NORMALIZED_RANGE", "OFFLINE_ENV",
     "REGIMES", "WeightsUnavailableError", "backbone_of", "build_deeplens", "build_lensflow",
     "build_model", "build_transfer_model", "default_weights", "hed_weights_path", "keras_cache_dir",
-    "load_hed_vgg16", "load_model", "make_optimizer", "parameter_table", "predict",
+    "load_hed_vgg16", "load_model", "make_optimizer", "parameter_table", "predict", "predict_rows",
     "resolve_backbone_weights", "save_model",
 ]

@@ -93,3 +93,17 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
         x = normalize(arr[start:start + batch_size])[..., None]
         out[start:start + len(x)] = np.asarray(model.predict_on_batch(x))[:, 1]
     return out
+
+
+def predict_rows(model, images, rows, *, batch_size: int = 256) -> np.ndarray:
+    """:func:`predict` on ``rows`` of ``images`` (an array or an ``h5py.Dataset``, read
+    ``batch_size`` rows at a time in increasing order, as h5py needs); scores in ``rows``' order."""
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    scores = np.empty(len(rows), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        part = order[start:start + batch_size]
+        scores[part] = predict(model, np.asarray(images[rows[part]]), batch_size=batch_size)
+    return scores

@@ -413,10 +413,10 @@ def _profiles() -> dict[str, Profile]:
         "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
-                         learnability_images=2400, learnability_epochs=8, shifted_images=800,
+                         learnability_images=1800, learnability_epochs=6, shifted_images=600,
                          finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
                                              validation_parents=2_000, epochs=4),
-                         finder_test_images=2_000,
+                         finder_test_images=1_500,
                          # CMU DeepLens end to end took as long as every other row together on 2
                          # cores and stayed near chance after the few epochs a CPU build gives it.
                          table_5_1_skip=("deeplens",), regime_fraction=0.08, mosaic_size=2000),

@@ -2,8 +2,8 @@
 
 Chosen for two CPU cores (measurements in the finder chapter and ``bench/README.md``): a strided
 5x5 stem and one residual block per stage, each halving the image, then global average pooling,
-so that the network trains at about 550-600 images/s and scores about 1,800/s on 2 cores, 3x
-and 5x LensFlow, with 30x fewer parameters.  Two blocks per stage, or wider stages, halved the
+so that the network trains at about 600 images/s and scores about 1,800-2,300/s on 2 cores,
+3x and 4x LensFlow, with 30x fewer parameters.  Two blocks per stage, or wider stages, halved the
 training speed; XLA (``jit_compile``) was slower on this CPU and is not used.
 """
 

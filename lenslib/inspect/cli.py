@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli import _hdu, _positive_int  # the argument types every lenslib subcommand shares
+
 HELP = "grade candidates by eye on a static page, or merge inspectors' grades"
 DESCRIPTION = (
     "Write a grading page (one HTML file and PNG stamps, opened from disk: no server, no network) "
@@ -28,20 +30,6 @@ EPILOG = ("examples: lenslib inspect candidates.ecsv --image mosaic.fits --out g
 
 #: The first columns of a merged table: how a CSV that lenslib wrote is recognised (to replace it).
 MERGED_CSV_COLUMNS = ("id", "mean_grade", "std_grade")
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value!r})")
-    return number
-
-
-def _hdu(value: str):
-    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="the finder's .keras file (for --saliency)")
     parser.add_argument("--truth", default=None, metavar="COLUMN",
                         help="a catalog column of known truth: the page tabulates the grades against it")
-    parser.add_argument("--top", type=_positive, default=None, metavar="N",
+    parser.add_argument("--top", type=_positive_int, default=None, metavar="N",
                         help="only the N best-scoring candidates")
     parser.add_argument("--title", default=None, help="the page's title")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="EXPORT",

@@ -306,6 +306,12 @@ class TrainingConfig:
             _check_range(o, "end_to_end_epochs", self.end_to_end_epochs, 1, 10_000, integer=True)
 
 
+#: The non-lens mix of the finder's hard-negative shards: the lenses' twins and the look-alikes the
+#: first finder flagged most (companions above all), none of the kinds it already rejects.
+HARD_NEGATIVE_KINDS = (("elliptical", 0.30), ("companion", 0.35), ("ring_galaxy", 0.10),
+                       ("spiral", 0.08), ("merger", 0.07), ("tidal_features", 0.10))
+
+
 @dataclass(frozen=True)
 class FinderRecipe:
     """How the lenslib finder is trained (:func:`lenslib.finder.train_finder`).
@@ -314,21 +320,28 @@ class FinderRecipe:
     rotates by multiples of 90 degrees and shifts them by up to ``max_shift`` pixels on the fly),
     simulated in shards of ``shard_parents`` images, half lenses and half non-lenses, each shard
     a lenslib dataset of the default sky with ``twin_neighbour_fraction`` of its same-population
-    non-lenses carrying an unlensed neighbour.  ``validation_parents`` images of another seed are
-    scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs.
+    non-lenses carrying an unlensed neighbour, then ``hard_negative_shards`` more shards whose
+    non-lenses follow ``hard_negative_kinds`` (more of the look-alikes a finder confuses with
+    lenses; lenses stay half of every shard).  ``validation_parents`` images of another seed are
+    scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
+    starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
+    new finder continues its training).
     """
 
-    name: str = "lenslib-finder-v1"
+    name: str = "lenslib-finder-v2"
     train_parents: int = 100_000
     shard_parents: int = 5_000
     validation_parents: int = 4_000
-    epochs: int = 10
+    epochs: int = 4
     batch_size: int = 128
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
     seed: int = 2026
+    hard_negative_shards: int = 6
+    hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
+    initial_finder: str = "lenslib-finder-v1"  # "" trains from random weights
 
     def __post_init__(self):
         o = "FinderRecipe"
@@ -347,10 +360,21 @@ class FinderRecipe:
                 isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in self.widths)):
             _fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
         _check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
+        _check_range(o, "hard_negative_shards", self.hard_negative_shards, 0, 100_000, integer=True)
+        _check_mix(o, "hard_negative_kinds", self.hard_negative_kinds, NONLENS_KINDS)
+        if not (isinstance(self.initial_finder, str) and self.initial_finder.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum() or self.initial_finder == ""):
+            _fail(o, "initial_finder", "a shipped finder's name, or '' for random weights",
+                  self.initial_finder)
+
+    @property
+    def n_default_shards(self) -> int:
+        """Training shards of the sky's own mix (the hard-negative shards follow them)."""
+        return math.ceil(self.train_parents / self.shard_parents)
 
     @property
     def n_shards(self) -> int:
-        return math.ceil(self.train_parents / self.shard_parents)
+        return self.n_default_shards + self.hard_negative_shards
 
 
 @dataclass(frozen=True)
@@ -407,15 +431,19 @@ def _profiles() -> dict[str, Profile]:
                                                  validation_fraction=0.25, end_to_end_epochs=1),
                          learnability_images=200, learnability_epochs=1, shifted_images=60,
                          finder=FinderRecipe(train_parents=160, shard_parents=80, validation_parents=60,
-                                             epochs=2, batch_size=32), finder_test_images=200,
+                                             epochs=2, batch_size=32, learning_rate=2e-3,
+                                             hard_negative_shards=1, initial_finder=""),
+                         finder_test_images=200,
                          mosaic_size=800, mosaic_lenses=3),
-        # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path).
-        "quick": Profile("quick", SimulationConfig(n_lenses=900, n_nonlenses=794), cv_folds=3,
+        # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path), on
+        # 5% of the thesis's dataset (the book must build in under 25 minutes).
+        "quick": Profile("quick", SimulationConfig(n_lenses=750, n_nonlenses=662), cv_folds=3,
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
                          learnability_images=1800, learnability_epochs=6, shifted_images=600,
                          finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
-                                             validation_parents=2_000, epochs=4),
+                                             validation_parents=2_000, epochs=4, learning_rate=2e-3,
+                                             hard_negative_shards=1, initial_finder=""),
                          finder_test_images=1_500,
                          # CMU DeepLens end to end took as long as every other row together on 2
                          # cores and stayed near chance after the few epochs a CPU build gives it.

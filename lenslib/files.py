@@ -143,6 +143,25 @@ def check_output(path, inputs=(), *, what: str = "output", csv_columns=()) -> Pa
     return path
 
 
+def read_table(path: str | os.PathLike, *, what: str = "table", suffixes: tuple = TABLE_SUFFIXES):
+    """An ``astropy.table.Table`` read from ``path`` (its format follows the extension, one of
+    ``suffixes``); a missing file raises FileNotFoundError and an unreadable one an
+    :class:`~lenslib.errors.InputError`, each naming the file and ``what`` it should be."""
+    from astropy.table import Table
+
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower()) if path.suffix.lower() in suffixes else None
+    if fmt is None:
+        raise InputError(f"{path}: a {what} is a {', '.join(suffixes[:-1])} or {suffixes[-1]} file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return Table.read(path, format=fmt)
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())
+        raise InputError(f"{path} is not a readable {what} ({reason})") from err
+
+
 def write_table(table, path: str | os.PathLike, **kwargs) -> Path:
     """Write an ``astropy.table.Table`` atomically; the format follows the extension
     (``.csv``, ``.ecsv``, ``.fits``...).  FITS and ECSV tables carry :data:`MARKER` in their

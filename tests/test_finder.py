@@ -31,27 +31,37 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
 
 @pytest.mark.parametrize("field,value", [("train_parents", 10), ("shard_parents", 1), ("epochs", 0),
                                           ("learning_rate", -1.0), ("max_shift", 40), ("widths", (16,)),
-                                          ("name", "a b"), ("twin_neighbour_fraction", 2.0)])
+                                          ("name", "a b"), ("twin_neighbour_fraction", 2.0),
+                                          ("hard_negative_shards", -1),
+                                          ("hard_negative_kinds", (("lens", 1.0),)),
+                                          ("hard_negative_kinds", ()), ("initial_finder", "v1 weights")])
 def test_recipe_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"FinderRecipe.{field}"):
         FinderRecipe(**{field: value})
 
 
 def test_shards_are_distinct_balanced_parents_of_the_default_sky():
-    recipe = FinderRecipe(train_parents=10_500, shard_parents=2_000)
+    recipe = FinderRecipe(train_parents=10_500, shard_parents=2_000, hard_negative_shards=2)
     configs = shard_configs(recipe)
-    assert len(configs) == recipe.n_shards == 6
-    assert sum(c.n_images for c in configs) == recipe.train_parents
+    assert len(configs) == recipe.n_shards == 8 and recipe.n_default_shards == 6
+    default, hard = configs[:6], configs[6:]
+    assert sum(c.n_images for c in default) == recipe.train_parents
+    assert [c.n_images for c in hard] == [recipe.shard_parents] * 2
     val = shard_config(recipe, 0, validation=True)
     seeds = [c.seed for c in configs] + [val.seed]
     assert len(set(seeds)) == len(seeds)
     for c in configs + [val]:
         assert c.augment_copies == 0 and abs(c.n_lenses - c.n_nonlenses) <= 1
         assert c.twin_neighbour_fraction == recipe.twin_neighbour_fraction
-        # Everything else is the default sky.
+        # Everything else is the default sky; hard-negative shards change only the non-lens mix.
+        mix = recipe.hard_negative_kinds if c in hard else SimulationConfig().nonlens_kinds
+        assert c.nonlens_kinds == mix
         same = dataclasses.replace(c, n_lenses=15000, n_nonlenses=13239, augment_copies=2, seed=2018,
-                                   twin_neighbour_fraction=0.0)
+                                   twin_neighbour_fraction=0.0,
+                                   nonlens_kinds=SimulationConfig().nonlens_kinds)
         assert same == SimulationConfig()
+    with pytest.raises(ValueError, match="shard index"):
+        shard_config(recipe, recipe.n_shards)
 
 
 def test_augment_batch_turns_flips_and_shifts_without_changing_pixels():
@@ -80,9 +90,10 @@ def test_stream_visits_every_image_once_per_epoch_in_a_seeded_order(smoke_shards
     stream = ShardStream(shards, batch_size=32, max_shift=2, seed=5)
     first = [(x.copy(), y.copy()) for x, y in stream()]
     second = list(stream())
-    assert stream.n_images == recipe.train_parents == sum(len(y) for _, y in first) == len(stream) * 0 + 160
+    n_images = recipe.train_parents + recipe.hard_negative_shards * recipe.shard_parents
+    assert stream.n_images == n_images == sum(len(y) for _, y in first) == 240
     assert len(first) == len(stream)
-    assert sum(int(y.sum()) for _, y in first) == recipe.train_parents // 2
+    assert sum(int(y.sum()) for _, y in first) == n_images // 2
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))  # epochs differ
     stream.epoch = 0  # resuming at epoch 0 replays it exactly
     for (x, y), (x2, y2) in zip(first, stream()):
@@ -130,11 +141,43 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
 
     card = read_card(resumed.card_path)
     assert card["recipe"] == config_to_dict(recipe)
-    assert card["epochs"] == 3 and card["images_seen"] == 3 * recipe.train_parents
+    assert card["epochs"] == 3 and card["images_seen"] == 3 * card["distinct_images"] == 3 * 240
+    assert card["initial_finder"] is None
     assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
     with pytest.raises(ValueError, match="another recipe"):
         train_finder(dataclasses.replace(recipe, epochs=4, seed=1), tmp_path / "killed", data_dir=data_dir,
                      workers=1, verbose=0)
+
+
+def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, train_finder
+    from lenslib.finder.shards import load_normalized, simulate_shards
+    from lenslib.models import load_model
+
+    recipe, data_dir, _ = smoke_shards
+    initial = SHIPPED_FINDERS[0]
+    # A learning rate near zero: one epoch leaves the shipped weights (all but the batch-norm
+    # statistics) where they were, so the run scores like the shipped finder, not like one epoch.
+    warm = dataclasses.replace(recipe, epochs=1, learning_rate=1e-12, initial_finder=initial)
+    run = train_finder(warm, tmp_path / "warm", data_dir=data_dir, workers=1, verbose=0)
+    shipped = load_model(initial)
+    for a, b, w in zip(shipped.get_weights(), run.model.get_weights(), shipped.weights):
+        if "moving" not in w.path:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    (val,) = simulate_shards([shard_config(warm, 0, validation=True)], data_dir, workers=1, progress=False)
+    x, y = load_normalized(val)
+    assert roc_auc_score(y, run.model.predict(np.asarray(x, "float32")[..., None], verbose=0)[:, 1]) >= 0.85
+    card = json.loads(run.card_path.read_text())
+    assert card["initial_finder"]["name"] == initial and card["initial_finder"]["images_seen"] > 0
+    with pytest.raises(ValueError, match="another architecture"):
+        train_finder(dataclasses.replace(warm, widths=(8, 16)), tmp_path / "narrow", data_dir=data_dir,
+                     workers=1, verbose=0)
+    with pytest.raises(ValueError, match="no finder called"):
+        train_finder(dataclasses.replace(warm, initial_finder="lenslib-finder-v0"), tmp_path / "none",
+                     data_dir=data_dir, workers=1, verbose=0)
+    assert DEFAULT_FINDER in SHIPPED_FINDERS
 
 
 def test_flag_rates_and_targets():
@@ -183,7 +226,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
 
     import lenslib
     from lenslib.config import config_hash
-    from lenslib.finder import DEFAULT_FINDER, shipped_card, shipped_path
+    from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
 
     path = shipped_path(DEFAULT_FINDER)
     assert path.stat().st_size <= 20 * 2**20
@@ -195,10 +238,12 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     # Trained on the sky this version simulates: a changed default sky or simulator fails here
     # until the finder is retrained (make finder).
     sky = dataclasses.replace(shard_config(recipe, 0), seed=0, n_lenses=1, n_nonlenses=1)
-    assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
-    assert card["sky"]["config_hash"] == config_hash(sky)
-    assert set(card["benchmark"]["targets"]) == set(TARGETS)
-    assert card["benchmark"]["n_images"] >= 20_000
+    for name in SHIPPED_FINDERS:  # older finders stay loadable, and of this sky too
+        card = shipped_card(name)
+        assert card["sky"]["simulator_version"] == SIMULATOR_VERSION, name
+        assert card["sky"]["config_hash"] == config_hash(sky), name
+        assert set(card["benchmark"]["targets"]) == set(TARGETS), name
+        assert card["benchmark"]["n_images"] >= 20_000, name
     # It installs with the wheel.
     data = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "weights/*.keras" in data["tool"]["setuptools"]["package-data"]["lenslib.finder"]
@@ -208,9 +253,11 @@ def test_the_shipped_finder_finds_the_lenses_of_a_sky_it_never_saw(smoke_dataset
     from sklearn.metrics import roc_auc_score
 
     import lenslib
+    from lenslib.finder import SHIPPED_FINDERS
 
-    scores = lenslib.predict("lenslib-finder-v1", smoke_dataset.images)
-    assert roc_auc_score(smoke_dataset.labels, scores) >= 0.85
+    for name in SHIPPED_FINDERS:
+        scores = lenslib.predict(name, smoke_dataset.images)
+        assert roc_auc_score(smoke_dataset.labels, scores) >= 0.85, name
 
 
 def test_predict_without_a_model_uses_the_shipped_finder(smoke_dataset, tmp_path, capsys):
@@ -223,7 +270,9 @@ def test_predict_without_a_model_uses_the_shipped_finder(smoke_dataset, tmp_path
     import lenslib
 
     scores = Table.read(tmp_path / "scores.csv")["score"]
-    expected = lenslib.predict("lenslib-finder-v1", smoke_dataset.images[:5])
+    from lenslib.finder import DEFAULT_FINDER
+
+    expected = lenslib.predict(DEFAULT_FINDER, smoke_dataset.images[:5])
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
 
 

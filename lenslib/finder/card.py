@@ -70,7 +70,19 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": history,
         "final_validation_auc": history[-1]["val_auc"] if history else None,
+        "initial_finder": _initial_finder(recipe.initial_finder),
     }
+
+
+def _initial_finder(name: str) -> dict | None:
+    """What a warm-started finder began from: the shipped finder's name and its training."""
+    if not name:
+        return None
+    from .shipped import shipped_card
+
+    card = shipped_card(name)
+    return {key: card.get(key) for key in ("name", "code_commit", "distinct_images", "images_seen", "epochs",
+                                           "wall_time_s", "final_validation_auc")}
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -62,6 +62,19 @@ def _write_log(path: Path, history: list[dict]) -> None:
         writer.writerows({k: row[k] for k in LOG_COLUMNS} for row in history)
 
 
+def _warm_start(model, name: str) -> None:
+    """Copy the weights of the shipped finder ``name`` into ``model`` (the same architecture)."""
+    from ..models import load_model
+    from .shipped import shipped_path
+
+    shipped_path(name)  # a clear error when no such finder is shipped
+    initial = load_model(name)
+    if [w.shape for w in initial.get_weights()] != [w.shape for w in model.get_weights()]:
+        raise ValueError(f"FinderRecipe.initial_finder: {name} has another architecture than the "
+                         "recipe's widths build; give the widths it was trained with, or ''")
+    model.set_weights(initial.get_weights())
+
+
 def _compile(model, recipe: FinderRecipe, steps_per_epoch: int) -> None:
     import keras
 
@@ -152,6 +165,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
                  "checkpoint": None, "code_commit": code_commit()}
         model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed)
+        if recipe.initial_finder:
+            _warm_start(model, recipe.initial_finder)
         _compile(model, recipe, len(stream))
     else:
         model = keras.saving.load_model(run_dir / state["checkpoint"], safe_mode=True, compile=True)

@@ -18,13 +18,11 @@ import numpy as np
 from astropy.table import Table
 
 from ..errors import InputError
+from ..files import read_table
 
 #: The numeric value of each grade (skip: no value).
 GRADE_VALUES = {"A": 3, "B": 2, "C": 1, "X": 0}
 SKIP = "skip"
-_FORMATS = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv"}
-
-
 class MixedPagesWarning(UserWarning):
     """The exports come from pages of different candidates (their page ids differ)."""
 
@@ -44,16 +42,7 @@ def read_grades(path: str | os.PathLike) -> Table:
     are checked (A, B, C, X or skip) and an id graded twice is refused, each with an
     :class:`~lenslib.errors.InputError` that names the file, the row and the field."""
     path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"{path}: a grade export is a .csv or .ecsv file")
-    if not path.is_file():
-        raise FileNotFoundError(f"grade export not found: {path}")
-    try:
-        table = Table.read(path, format=fmt)
-    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as err:
-        reason = " ".join(str(err).split())
-        raise InputError(f"{path} is not a readable {fmt[6:].upper()} table ({reason})") from err
+    table = read_table(path, what="grade export", suffixes=(".csv", ".ecsv"))
     missing = [c for c in ("id", "grade") if c not in table.colnames]
     if missing:
         raise InputError(f"{path} has no field {', '.join(repr(m) for m in missing)} (fields: "

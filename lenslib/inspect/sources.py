@@ -10,24 +10,13 @@ import numpy as np
 from astropy.table import Table
 
 from ..errors import InputError
+from ..files import read_table
 from .page import write_page
-
-_FORMATS = {".fits": "fits", ".fit": "fits", ".ecsv": "ascii.ecsv", ".csv": "ascii.csv"}
 
 
 def read_catalog(path: str | os.PathLike) -> Table:
     """A candidate catalog (``.fits``, ``.ecsv`` or ``.csv``, as ``lenslib scan`` writes it)."""
-    path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise InputError(f"{path}: a catalog is a .fits, .ecsv or .csv table")
-    if not path.is_file():
-        raise FileNotFoundError(f"catalog not found: {path}")
-    try:
-        return Table.read(path, format=fmt)
-    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError) as err:
-        reason = " ".join(str(err).split())
-        raise InputError(f"{path} is not a readable catalog ({reason})") from err
+    return read_table(path, what="catalog")
 
 
 def _corners(table: Table, size: int, shape: tuple[int, int], path) -> tuple[np.ndarray, np.ndarray]:

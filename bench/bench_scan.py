@@ -1,7 +1,11 @@
 """Survey-scan throughput and memory.
 
-Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, stride 50):
+Prints, for a mock mosaic written to FITS and scanned memory-mapped (the shipped finder by
+default, stride 50):
 
+- the normalisation's rate, :func:`lenslib.normalize` against :func:`lenslib.preprocess.normalize_reference`
+  (the same numbers, computed plainly: the baseline, measured in this run), after checking that
+  the two agree bit for bit on the mosaic's cutouts;
 - the model's bare inference rate: the network alone (``predict_on_batch``, batch by batch) on
   the mosaic's own cutouts, already cut out and normalised, in this process (the baseline,
   measured in this run), and the rate of ``lenslib.predict`` on the same cutouts (the training
@@ -9,7 +13,7 @@ Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, s
   apart from what normalising costs;
 - scan throughput in one process and on a 2-worker Dask LocalCluster (cluster started and the
   model loaded on its workers before the clock starts), as cutouts/s and as a ratio to the bare
-  rate (target 0.5 or better: tiling, reading, normalising and merging cost less than the network);
+  rate (issue 12's target: 0.9 or better with the shipped finder);
   the three are measured in turn ``--rounds`` times and each scan is compared with the bare rate
   measured just before it, since the load of a shared machine changes from minute to minute;
 - with ``--survey SIZE`` only: the cost of the pass over the whole image that every scan makes
@@ -23,6 +27,7 @@ Prints, for a mock mosaic written to FITS and scanned memory-mapped (LensFlow, s
   (VmHWM), which includes the mapped file pages touched.
 
     python bench/bench_scan.py                  # 3000x3000 throughput, memory at 2000 and 4000
+    python bench/bench_scan.py --model lensflow # the same with an untrained LensFlow
     python bench/bench_scan.py --size 4000 --memory-sizes 2000 6000
     python bench/bench_scan.py --survey 4000
 """
@@ -112,6 +117,14 @@ def bare_rate(model, x: np.ndarray) -> float:
     return len(x) / (time.perf_counter() - start)
 
 
+def normalize_rate(function, cutouts: np.ndarray) -> float:
+    """Cutouts/s of a normalisation, batch by batch as ``lenslib.predict`` calls it."""
+    start = time.perf_counter()
+    for i in range(0, len(cutouts), BATCH):
+        function(cutouts[i:i + BATCH])
+    return len(cutouts) / (time.perf_counter() - start)
+
+
 def predict_rate(model, cutouts: np.ndarray) -> float:
     """Cutouts/s of ``lenslib.predict`` (normalisation + network) on cutouts already cut out."""
     from lenslib.models import predict
@@ -143,17 +156,21 @@ def measure_rounds(model, model_path: Path, fits_path: Path, rounds: int) -> dic
     just before it."""
     from dask.distributed import Client
 
-    from lenslib.preprocess import normalize
+    from lenslib.preprocess import normalize, normalize_reference
     from lenslib.scan.scoring import local_cluster
     from lenslib.scan.scoring import worker_model as _worker_model
 
     cutouts = tile_cutouts(fits_path)
     x = normalize(cutouts)[..., None]
+    if not np.array_equal(x[..., 0], normalize_reference(cutouts)):
+        raise AssertionError("normalize and normalize_reference disagree on the mosaic's cutouts")
     rates: dict[str, list[float]] = {"bare": [], "predict": [], "single": [], "bare_d": [], "dask": [],
-                                     "tiles": []}
+                                     "tiles": [], "norm": [], "norm_ref": []}
     with local_cluster(2) as cluster, Client(cluster) as client:
         client.run(_preload, _worker_model, str(model_path))  # every worker loads it before timing
         for _ in range(rounds):
+            rates["norm_ref"].append(normalize_rate(normalize_reference, cutouts))
+            rates["norm"].append(normalize_rate(normalize, cutouts))
             rates["bare"].append(bare_rate(model, x))
             rates["predict"].append(predict_rate(model, cutouts))
             rate, n = scan_rate(model, fits_path)
@@ -237,9 +254,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=3000, help="mosaic side for throughput (pixels)")
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=(2000, 4000),
                         help="two mosaic sides for the memory comparison")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a .keras lens finder (default: an untrained LensFlow; speed does not "
-                             "depend on the weights)")
+    parser.add_argument("--model", default=None,
+                        help="a .keras lens finder, a shipped finder's name, or 'lensflow' (an untrained "
+                             "LensFlow; speed does not depend on the weights); default: the shipped finder")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each rate")
     parser.add_argument("--survey", type=int, default=None, metavar="SIZE",
                         help="only time the pre-scoring pass (no-data count, fingerprint hash) on a "
@@ -254,11 +271,16 @@ def main() -> None:
             survey_cost(args.survey, Path(tmp), args.rounds)
         return
 
+    from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_path
     from lenslib.models import build_model, load_model, save_model
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_path = args.model or save_model(build_model("lensflow"), tmp / "lensflow.keras")
+        name = args.model or DEFAULT_FINDER
+        if name == "lensflow":
+            model_path = save_model(build_model("lensflow"), tmp / "lensflow.keras")
+        else:
+            model_path = shipped_path(name) if name in SHIPPED_FINDERS else Path(name)
         model = load_model(model_path)
         t0 = time.perf_counter()
         fits_path = make_inputs(args.size, tmp)
@@ -269,6 +291,10 @@ def main() -> None:
         dask = np.array(r["dask"]) / np.array(r["bare_d"])
         print(f"model: {model.name}, {r['tiles'][0]} tiles (stride {STRIDE}, batch {BATCH}), "
               f"{os.cpu_count()} cores, {args.rounds} rounds (median, [min-max])")
+        norm = np.array(r["norm"]) / np.array(r["norm_ref"])
+        print(f"normalisation, as first written (baseline):        {_spread(r['norm_ref'])} cutouts/s")
+        print(f"normalisation, lenslib.normalize (bit for bit the same): {_spread(r['norm'])} cutouts/s = "
+              f"{_spread(norm, '.2f')} x the baseline")
         bare = _spread(r["bare"] + r["bare_d"])
         print(f"bare inference (network on normalised cutouts):     {bare} cutouts/s")
         pred = np.array(r["predict"]) / np.array(r["bare"])

@@ -10,7 +10,6 @@ or exposure time lands on the same numerical scale as the training set.
 from __future__ import annotations
 
 import numpy as np
-from astropy.stats import mad_std
 
 from .errors import InputError, InputTypeError
 
@@ -54,16 +53,78 @@ def validate_cutouts(cutouts, *, name: str = "cutouts", size: int | None = None)
     return arr
 
 
-def normalize(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
-    """Sky-subtract, noise-scale and arcsinh-stretch cutouts in e-/s; returns float32 ``(N, H, W)``."""
+#: 1 / Phi^-1(0.75): a MAD times this is the standard deviation of Gaussian noise (astropy's mad_std).
+_MAD_TO_STD = 1.482602218505602
+#: Cutouts normalised together: the temporaries of a few dozen cutouts stay in the CPU's caches,
+#: where those of a whole batch of 256 (tens of MB) would not.
+_CHUNK = 16
+
+
+def row_medians(rows: np.ndarray, *, step: int = 16) -> np.ndarray:
+    """``np.median(rows, axis=1)``, exactly, about three times faster for image-sized rows.
+
+    A sorted subsample (every ``step``-th value) brackets each row's middle rank with a margin of
+    four standard errors; only the values inside the bracket are partitioned.  A row whose
+    bracket misses its middle (about one in 10^4) is partitioned whole.  The middle values are
+    averaged as numpy averages them, so the result is bit for bit numpy's.
+    """
+    n, m = rows.shape
+    ranks = [m // 2 - 1, m // 2] if m % 2 == 0 else [m // 2]
+    if m < 64 * step:
+        return np.median(rows, axis=1)
+    sample = np.sort(rows[:, ::step], axis=1)
+    size = sample.shape[1]
+    margin = 2.0 * np.sqrt(size)  # four standard errors of the sample's median rank, sqrt(size / 4)
+    lo = sample[:, max(int(ranks[0] * size / m - margin), 0), None]
+    hi = sample[:, min(int(np.ceil(ranks[-1] * size / m + margin)), size - 1), None]
+    below = np.count_nonzero(rows < lo, axis=1)
+    inside = (rows >= lo) & (rows <= hi)
+    counts = np.count_nonzero(inside, axis=1)
+    values, ends = rows[inside], np.cumsum(counts)
+    middle = np.empty((n, len(ranks)), dtype=rows.dtype)
+    for i in range(n):
+        if below[i] <= ranks[0] and below[i] + counts[i] > ranks[-1]:
+            kth = [r - below[i] for r in ranks]
+            middle[i] = np.partition(values[ends[i] - counts[i]:ends[i]], kth)[kth]
+        else:
+            middle[i] = np.partition(rows[i], ranks)[ranks]
+    return np.mean(middle, axis=1)
+
+
+def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
+    """:func:`normalize` as defined, written plainly (numpy's median and astropy's ``mad_std``
+    over whole cutouts): the oracle its tests compare with and the baseline of its benchmark."""
+    from astropy.stats import mad_std
+
     arr = validate_cutouts(cutouts).astype(np.float64)
     flat = arr.reshape(arr.shape[0], -1)
     background = np.median(flat, axis=1)
     noise = mad_std(flat, axis=1)
-    # A constant or all-zero cutout has no noise to scale by; fall back to unit scale.
-    tiny = np.finfo(np.float32).tiny
-    noise = np.where(noise > tiny, noise, 1.0)
-    with np.errstate(over="ignore"):  # a bright pixel over a tiny noise: saturate, do not overflow
+    noise = np.where(noise > np.finfo(np.float32).tiny, noise, 1.0)
+    with np.errstate(over="ignore"):
         scaled = (arr - background[:, None, None]) / (softening * noise[:, None, None])
     big = np.finfo(np.float64).max
     return np.arcsinh(np.clip(scaled, -big, big, out=scaled)).astype(np.float32)
+
+
+def normalize(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
+    """Sky-subtract, noise-scale and arcsinh-stretch cutouts in e-/s; returns float32 ``(N, H, W)``.
+
+    The sky is each cutout's median and the noise its MAD-based standard deviation, in float64
+    (astropy's ``mad_std``), computed a few cutouts at a time with :func:`row_medians`: bit for
+    bit :func:`normalize_reference`, about three times faster (``bench/bench_scan.py``)."""
+    arr = validate_cutouts(cutouts)
+    out = np.empty(arr.shape, dtype=np.float32)
+    tiny = np.finfo(np.float32).tiny
+    big = np.finfo(np.float64).max
+    for start in range(0, len(arr), _CHUNK):
+        part = arr[start:start + _CHUNK].astype(np.float64)
+        flat = part.reshape(part.shape[0], -1)
+        background = row_medians(flat)
+        noise = row_medians(np.abs(flat - background[:, None])) * _MAD_TO_STD
+        # A constant or all-zero cutout has no noise to scale by; fall back to unit scale.
+        noise = np.where(noise > tiny, noise, 1.0)
+        with np.errstate(over="ignore"):  # a bright pixel over a tiny noise: saturate, do not overflow
+            scaled = (part - background[:, None, None]) / (softening * noise[:, None, None])
+        out[start:start + _CHUNK] = np.arcsinh(np.clip(scaled, -big, big, out=scaled))
+    return out

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lenslib.preprocess import normalize, validate_cutouts
+from lenslib.preprocess import normalize, normalize_reference, validate_cutouts
 
 
 @pytest.fixture
@@ -47,3 +47,38 @@ def test_bad_input_errors_name_the_problem(cutouts):
         normalize(np.array([["a"]]))
     with pytest.raises(ValueError, match="100x100 pixels.*64x64"):
         validate_cutouts(np.zeros((2, 64, 64)), size=100)
+
+
+def _hard_cutouts():
+    rng = np.random.default_rng(11)
+    noise = rng.normal(10, 3, (40, 100, 100))
+    noise[:10, 40:60, 40:60] += rng.exponential(500, (10, 20, 20))  # bright cores
+    yield noise.astype(np.float32)
+    yield np.round(noise)  # many ties
+    yield rng.integers(0, 3, (20, 100, 100))  # integer images, three values
+    yield np.zeros((3, 100, 100))  # constant
+    yield rng.exponential(1.0, (20, 101, 99))  # skewed, odd number of pixels
+    yield rng.standard_cauchy((20, 64, 64)) * 1e30  # heavy tails, huge values
+    sorted_rows = np.sort(rng.normal(size=(5, 10_000)), axis=1).reshape(5, 100, 100)
+    yield sorted_rows  # every-16th subsample of sorted rows is not a random sample
+    half = np.zeros((4, 100, 100))
+    half[:, 50:] = 1.0  # two values, half each: the middle ranks straddle them
+    yield half
+
+
+def test_fast_normalisation_is_bit_for_bit_the_reference():
+    for cutouts in _hard_cutouts():
+        np.testing.assert_array_equal(normalize(cutouts), normalize_reference(cutouts))
+
+
+def test_row_medians_equal_numpys_and_survive_a_missed_bracket():
+    from lenslib.preprocess import row_medians
+
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(50, 4_000))
+    np.testing.assert_array_equal(row_medians(rows), np.median(rows, axis=1))
+    # Adversarial: the every-16th subsample sees only large values, so its bracket misses.
+    tricky = rng.normal(size=(3, 4_096))
+    tricky[:, ::16] += 100.0
+    np.testing.assert_array_equal(row_medians(tricky), np.median(tricky, axis=1))
+    assert row_medians(np.arange(7.0)[None]).tolist() == [3.0]  # short rows: numpy itself

@@ -11,7 +11,7 @@
 4. The issue's bar, each target beside the measured value.
 
     python bench/bench_finder.py                                   # the shipped finder, 20,000 cutouts
-    python bench/bench_finder.py --model run/lenslib-finder-v1.keras --card run/lenslib-finder-v1.json
+    python bench/bench_finder.py --model run/lenslib-finder-v2.keras --card run/lenslib-finder-v2.json
     python bench/bench_finder.py --n-images 2000 --shifted-images 400 --skip-speed   # a few minutes
 
 ``--card`` writes the figures into a model card (``"benchmark"``), as ``make finder`` does.
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lenslib.finder import DEFAULT_FINDER
 from lenslib.finder.benchmark import benchmark, check_targets
 
 
@@ -78,8 +79,8 @@ def speed() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="lenslib-finder-v1",
-                        help="a .keras file or a shipped finder's name")
+    parser.add_argument("--model", default=None,
+                        help="a .keras file or a shipped finder's name (default: the newest shipped)")
     parser.add_argument("--n-images", type=int, default=20_000)
     parser.add_argument("--shifted-images", type=int, default=4_000)
     parser.add_argument("--workers", type=int, default=None)
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
 
+    args.model = args.model or DEFAULT_FINDER
     figures = {} if args.skip_speed else {"speed_images_per_s": speed()}
     start = time.perf_counter()
     result = benchmark(args.model, n_images=args.n_images, shifted_images=args.shifted_images,

@@ -96,10 +96,21 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(normalize, arr[:batch_size])
         for start in starts:
-            x = pending.result()[..., None]
+            x = pending.result()
             if start + batch_size < len(arr):
                 pending = pool.submit(normalize, arr[start + batch_size:start + 2 * batch_size])
-            out[start:start + len(x)] = np.asarray(model.predict_on_batch(x))[:, 1]
+            out[start:start + len(x)] = predict_normalized(model, x, batch_size=batch_size)
+    return out
+
+
+def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:
+    """What :func:`predict` does after :func:`~lenslib.preprocess.normalize`: the lens
+    probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time.
+    For callers that normalise elsewhere (the survey scan, in a thread of its own)."""
+    out = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(x), batch_size):
+        out[start:start + batch_size] = np.asarray(
+            model.predict_on_batch(x[start:start + batch_size, ..., None]))[:, 1]
     return out
 
 

@@ -3,8 +3,10 @@
 * :func:`score_tiles`: check the inputs, count (and, for a checkpoint, hash) the pixels, read
   back a checkpoint's finished rows, then score the other tile rows block by block; returns a
   :class:`~lenslib.scan.tiles.TileScores`.
-* ``_score_band``: the scores of the tiles of one band of image rows, ``batch_size`` cutouts
-  at a time through :func:`lenslib.models.predict` (the same on a Dask worker).
+* ``_score_band``: the scores of the tiles of one band of image rows, normalised as
+  :func:`lenslib.models.predict` normalises and scored ``batch_size`` cutouts at a time (the same
+  on a Dask worker); in this process the next band is read and normalised in a second thread
+  while the network scores the current one.
 * :func:`local_cluster`, :func:`dask_client`: a Dask cluster to score on (also used by
   :mod:`lenslib.finder.shards`); :func:`worker_model` loads the model once per worker.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -45,24 +48,41 @@ MAX_BATCH_SIZE = 8192
 # --------------------------------------------------------------------------------------------
 # Scoring one block of tile rows (in this process or on a Dask worker)
 # --------------------------------------------------------------------------------------------
-def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int) -> np.ndarray:
-    """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
-    non-finite pixel."""
-    from ..models import predict
+def _band_tiles(band: np.ndarray, local_y0, x0, size: int):
+    """The tiles of ``band`` to score: their (row, column) indices and their cutouts, normalised
+    (tiles that touch a non-finite pixel are left out)."""
+    from ..preprocess import normalize
 
     x0 = np.asarray(x0)
-    out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
-    todo = []
+    rows, cols = [], []
     for r, ly in enumerate(local_y0):
         bad_cols = np.concatenate([[0], np.cumsum(~np.isfinite(band[ly:ly + size]).all(axis=0))])
         good = np.flatnonzero(bad_cols[x0 + size] == bad_cols[x0])
-        todo.extend((r, c) for c in good)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in chunk])
-        rows, cols = zip(*chunk)
-        out[list(rows), list(cols)] = predict(model, cutouts, batch_size=batch_size)
+        rows.extend([r] * len(good))
+        cols.extend(good)
+    if not rows:
+        return rows, cols, None
+    cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in zip(rows, cols)])
+    return rows, cols, normalize(cutouts)
+
+
+def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int, tiles=None) -> np.ndarray:
+    """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
+    non-finite pixel.  ``tiles``: :func:`_band_tiles` of this band, if already made."""
+    from ..models.io import predict_normalized
+
+    out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
+    rows, cols, x = _band_tiles(band, local_y0, x0, size) if tiles is None else tiles
+    if x is not None:
+        out[rows, cols] = predict_normalized(model, x, batch_size=batch_size)
     return out
+
+
+def _read_band_tiles(src: ImageSource, grid: TileGrid, rows: np.ndarray):
+    """Read the band under tile rows ``rows`` and make its tiles (run a block ahead, in a thread)."""
+    band = read_band(src, grid, rows)
+    local = grid.y0[rows] - grid.y0[rows[0]]
+    return band, local, _band_tiles(band, local, grid.x0, grid.size)
 
 
 _WORKER_MODELS: dict = {}
@@ -175,10 +195,15 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, batch_size: 
 
     with _progress_bar(grid.n_tiles, progress, initial=len(done) * grid.n_cols) as bar:
         if client is None:
-            for rows in blocks:
-                band = read_band(src, grid, rows)
-                local = grid.y0[rows] - grid.y0[rows[0]]
-                finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size))
+            # The next block is read, cut and normalised in a second thread while the network
+            # scores this one (numpy, file reads and TensorFlow all release the GIL).
+            with ThreadPoolExecutor(1) as pool:
+                ahead = pool.submit(_read_band_tiles, src, grid, blocks[0]) if blocks else None
+                for k, rows in enumerate(blocks):
+                    band, local, tiles = ahead.result()
+                    if k + 1 < len(blocks):
+                        ahead = pool.submit(_read_band_tiles, src, grid, blocks[k + 1])
+                    finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size, tiles))
         else:
             _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), batch_size, finish)
     return result

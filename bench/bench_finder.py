@@ -9,6 +9,9 @@
 3. The shifted skies (``--shifted-images`` each): Moffat PSF, half depth, other populations,
    neighbour-carrying twins; the AUC drop from the benchmark sky.
 4. The issue's bar, each target beside the measured value.
+5. Items 2-4 again with test-time augmentation: each score the mean over the 8 flips and quarter
+   turns of the cutout (``lenslib.predict(..., transforms=8)``), in the card as
+   ``benchmark.transforms_8``.
 
     python bench/bench_finder.py                                   # the shipped finder, 20,000 cutouts
     python bench/bench_finder.py --model run/lenslib-finder-v2.keras --card run/lenslib-finder-v2.json
@@ -106,6 +109,18 @@ def main() -> None:
     show("shifted skies (drop from the benchmark sky)", result.skies)
     record = result.record()
     show("the issue's bar", check_targets(record))
+
+    start = time.perf_counter()
+    tta = benchmark(args.model, n_images=args.n_images, shifted_images=args.shifted_images,
+                    data_dir=os.environ.get("LENSLIB_DATA_DIR"), workers=args.workers, transforms=8)
+    print(f"\nthe same, each score the mean over 8 flips and quarter turns "
+          f"({time.perf_counter() - start:.0f} s)")
+    for key, value in tta.report.survey.items():
+        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    show("share of each kind flagged at a score of 0.5, 8 transforms", tta.flagged)
+    show("shifted skies, 8 transforms", tta.skies)
+    show("the issue's bar, 8 transforms", check_targets(tta.record()))
+    figures["transforms_8"] = tta.record()
     if args.card:
         from lenslib.finder.card import read_card, write_json
 

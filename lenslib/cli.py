@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from .models.io import TRANSFORM_COUNTS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -117,6 +118,9 @@ def _add_scan(sub) -> None:
                    help="detections closer than this many pixels merge (default 100, overlapping cutouts)")
     p.add_argument("--batch-size", type=_batch_size, default=256,
                    help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
+    p.add_argument("--transforms", type=int, choices=TRANSFORM_COUNTS, default=1,
+                   help="score each tile as the mean over this many flips and quarter turns "
+                        "(test-time augmentation; costs as many times the scoring; default 1)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="directory for the scores of finished tile rows, kept after the run "
                         "(default: OUT.scan-checkpoint, removed once the catalog is written)")
@@ -153,7 +157,8 @@ def _run_scan(args) -> int:
                       weight=args.weight,
                       gallery=args.gallery, n_gallery=args.n_gallery, stride=args.stride,
                       threshold=args.threshold, min_separation=args.min_separation,
-                      batch_size=args.batch_size, zero_run=args.zero_run, checkpoint=checkpoint,
+                      batch_size=args.batch_size, transforms=args.transforms, zero_run=args.zero_run,
+                      checkpoint=checkpoint,
                       scheduler=scheduler, n_workers=args.workers,
                       progress=False if args.no_progress else None)
     if temporary and (checkpoint / "scan.json").is_file():
@@ -183,6 +188,9 @@ def _add_predict(sub) -> None:
                    help="FITS: the HDU holding the cutouts (default: the first with 2-D or 3-D image data)")
     p.add_argument("--batch-size", type=_batch_size, default=128,
                    help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
+    p.add_argument("--transforms", type=int, choices=TRANSFORM_COUNTS, default=1,
+                   help="score each cutout as the mean over this many flips and quarter turns "
+                        "(test-time augmentation; default 1)")
     p.set_defaults(run=_run_predict)
 
 
@@ -204,7 +212,7 @@ def _run_predict(args) -> int:
     model = _model_path(args.model)
     check_output(out, [args.cutouts, model], what="--out", csv_columns=("index", "score"))
     cutouts = read_cutouts(args.cutouts, args.hdu)
-    scores = predict(model, cutouts, batch_size=args.batch_size)
+    scores = predict(model, cutouts, batch_size=args.batch_size, transforms=args.transforms)
     table = Table({"index": np.arange(len(scores)), "score": scores})
     if out is None:
         table.write(sys.stdout, format="ascii.csv")

@@ -243,10 +243,10 @@ def diagnose(labels, scores, metadata: Table, *, rows=None, config_hash: str = "
         by_visibility=by_visibility, survey=survey_metrics(y, s), config_hash=config_hash)
 
 
-def evaluate(model, dataset, rows=None, *, batch_size: int = 256) -> DiagnosticReport:
+def evaluate(model, dataset, rows=None, *, batch_size: int = 256, transforms: int = 1) -> DiagnosticReport:
     """Score ``rows`` of a :class:`~lenslib.dataset.LensDataset` with ``model`` and :func:`diagnose` them.
 
-    ``model`` (a Keras model or ``.keras`` path) goes to :func:`lenslib.models.predict`;
+    ``model`` (a Keras model or ``.keras`` path) and ``transforms`` go to :func:`lenslib.models.predict`;
     ``dataset`` may be in memory or streamed: images are read ``batch_size`` rows at a time, in
     increasing order; ``rows`` (default all) are sorted and deduplicated.
     """
@@ -255,7 +255,7 @@ def evaluate(model, dataset, rows=None, *, batch_size: int = 256) -> DiagnosticR
     rows = np.unique(np.arange(len(dataset)) if rows is None else np.asarray(rows, dtype=np.int64))
     if rows.size == 0 or rows[0] < 0 or rows[-1] >= len(dataset):
         raise ValueError(f"rows must be a non-empty set of rows in [0, {len(dataset)})")
-    scores = predict_rows(model, dataset.images, rows, batch_size=batch_size)
+    scores = predict_rows(model, dataset.images, rows, batch_size=batch_size, transforms=transforms)
     return diagnose(dataset.labels[rows], scores, dataset.metadata[rows], rows=rows,
                     config_hash=dataset.config_hash)
 

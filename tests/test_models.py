@@ -406,3 +406,27 @@ def test_build_transfer_model_checks_its_arguments():
         build_transfer_model("vgg16", (32, 32, 1), adapter="bogus", weights=None)
     with pytest.raises(ValueError, match="not a transfer backbone"):
         build_transfer_model("lensflow", weights=None)
+
+
+def test_predict_averages_over_flips_and_quarter_turns_when_asked():
+    from lenslib.errors import InputError
+    from lenslib.finder import DEFAULT_FINDER
+    from lenslib.models.io import dihedral
+
+    model = lenslib.load_model(DEFAULT_FINDER)
+    rng = np.random.default_rng(4)
+    cutouts = rng.normal(5.0, 1.0, (6, 100, 100)).astype(np.float32)
+    cutouts[:, 40:48, 50:70] += 20.0  # a bar off centre: the network sees each turn differently
+    views = [dihedral(cutouts, k) for k in range(8)]
+    assert len({v.tobytes() for v in views}) == 8
+    np.testing.assert_array_equal(dihedral(cutouts, 0), cutouts)
+    plain = lenslib.predict(model, cutouts)
+    np.testing.assert_array_equal(lenslib.predict(model, cutouts, transforms=1), plain)
+    each = np.array([lenslib.predict(model, v) for v in views])
+    for n in (2, 4, 8):
+        np.testing.assert_allclose(lenslib.predict(model, cutouts, transforms=n, batch_size=4),
+                                   each[:n].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(each[0], each[1])
+    for bad in (0, 3, 16, "8", 2.0):
+        with pytest.raises(InputError, match="transforms must be one of"):
+            lenslib.predict(model, cutouts, transforms=bad)

@@ -236,6 +236,20 @@ def test_two_sources_in_one_image_are_two_candidates_best_first(spot_model_path,
     assert np.allclose(found, [(80, 90), (310, 220)], atol=3)
 
 
+def test_transforms_average_tile_scores_and_belong_to_the_checkpoint(spot_model_path, spot_image, tmp_path):
+    image = spot_image((300, 300), spots=[(150, 150)])
+    plain = score_tiles(image, spot_model_path, progress=False)
+    # The spot model looks at the central 4x4 pixels, which every flip and quarter turn keeps.
+    averaged = score_tiles(image, spot_model_path, transforms=8, progress=False)
+    np.testing.assert_allclose(averaged.scores, plain.scores, rtol=1e-6, atol=1e-7)
+    checkpoint = tmp_path / "ckpt"
+    score_tiles(image, spot_model_path, checkpoint=checkpoint, progress=False)
+    with pytest.raises(ValueError, match=r"differs in transforms"):
+        score_tiles(image, spot_model_path, transforms=4, checkpoint=checkpoint, progress=False)
+    with pytest.raises(ValueError, match="transforms must be one of"):
+        score_tiles(image, spot_model_path, transforms=3, progress=False)
+
+
 # --- resuming ---------------------------------------------------------------------------------------------
 
 def test_an_interrupted_scan_resumes_without_rescoring(spot_model_path, spot_image, tmp_path, monkeypatch):

@@ -98,9 +98,11 @@ def check_targets(record: dict) -> Table:
 
 def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, threshold: float = 0.5,
               data_dir: str | os.PathLike | None = None, workers: int | None = None,
-              sky: SimulationConfig | None = None, batch_size: int = 512) -> FinderBenchmark:
+              sky: SimulationConfig | None = None, batch_size: int = 512,
+              transforms: int = 1) -> FinderBenchmark:
     """Score ``model`` (a Keras model, a ``.keras`` path or a shipped finder's name) on the
-    benchmark sky and its shifted skies (simulated once and cached in ``data_dir``)."""
+    benchmark sky and its shifted skies (simulated once and cached in ``data_dir``), each score
+    the mean over ``transforms`` flips and quarter turns (:func:`lenslib.models.predict`)."""
     from ..dataset import get_dataset
     from ..models import load_model
 
@@ -114,7 +116,7 @@ def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, thr
         seconds["simulate"] = seconds.get("simulate", 0.0) + time.perf_counter() - start
         start = time.perf_counter()
         try:
-            report = evaluate(model, data, batch_size=batch_size)
+            report = evaluate(model, data, batch_size=batch_size, transforms=transforms)
             return report, np.asarray(data.metadata["kind"])[report.rows]
         finally:
             data.images.file.close()

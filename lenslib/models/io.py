@@ -68,13 +68,34 @@ def _shape_error(given: tuple, seen: tuple) -> str:
     return f"got {seen[1]}x{seen[2]} cutouts: shape {given}"
 
 
-def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
+#: How many of the eight flips and quarter turns of a cutout :func:`predict` may average over.
+TRANSFORM_COUNTS = (1, 2, 4, 8)
+
+
+def check_transforms(transforms) -> int:
+    """``transforms`` if it is one of :data:`TRANSFORM_COUNTS`, else an InputError naming it."""
+    if not (is_integer(transforms) and transforms in TRANSFORM_COUNTS):
+        raise InputError(f"transforms must be one of {TRANSFORM_COUNTS} (got {transforms!r})")
+    return int(transforms)
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """Transform ``k`` (0-7) of the eight flips and quarter turns of images ``x`` (N, H, W):
+    ``k % 4`` quarter turns, then a left-right flip when ``k >= 4``; 0 is the identity."""
+    out = np.rot90(x, k % 4, axes=(1, 2))
+    return np.ascontiguousarray(out[:, :, ::-1] if k >= 4 else out)
+
+
+def predict(model, cutouts, *, batch_size: int = 128, transforms: int = 1) -> np.ndarray:
     """One lens probability per cutout.
 
     ``model`` is a model from :func:`~lenslib.models.build_model`/:func:`load_model` or the path
     of a ``.keras`` file; ``cutouts`` are in e-/s, shaped ``(N, H, W)`` (one ``(H, W)`` cutout is
     accepted) with the model's ``H, W``.  They go through :func:`lenslib.preprocess.normalize`,
-    the normalisation used in training.  Returns float32 ``(N,)``.  Raises ``ValueError``
+    the normalisation used in training.  ``transforms`` (1, 2, 4 or 8): average the
+    probabilities over that many flips and quarter turns of each cutout (test-time augmentation,
+    :func:`dihedral`; costs that many times the inference, and helps most at the survey end of
+    the ROC, see ``bench/README.md``).  Returns float32 ``(N,)``.  Raises ``ValueError``
     (:class:`lenslib.errors.InputError`) for a wrong shape, NaN or infinite pixels, or no
     cutouts, and ``TypeError`` for non-numeric or complex cutouts.
     """
@@ -82,6 +103,7 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
         model = load_model(model)
     if not is_integer(batch_size):
         raise InputError(f"batch_size must be a positive integer (got {batch_size!r})")
+    transforms = check_transforms(transforms)
     height, width = tuple(model.input_shape)[1:3]
     arr = validate_cutouts(cutouts)
     if arr.shape[1:] != (height, width):
@@ -99,22 +121,26 @@ def predict(model, cutouts, *, batch_size: int = 128) -> np.ndarray:
             x = pending.result()
             if start + batch_size < len(arr):
                 pending = pool.submit(normalize, arr[start + batch_size:start + 2 * batch_size])
-            out[start:start + len(x)] = predict_normalized(model, x, batch_size=batch_size)
+            out[start:start + len(x)] = predict_normalized(model, x, batch_size=batch_size,
+                                                           transforms=transforms)
     return out
 
 
-def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128) -> np.ndarray:
+def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transforms: int = 1) -> np.ndarray:
     """What :func:`predict` does after :func:`~lenslib.preprocess.normalize`: the lens
-    probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time.
-    For callers that normalise elsewhere (the survey scan, in a thread of its own)."""
-    out = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(x), batch_size):
-        out[start:start + batch_size] = np.asarray(
-            model.predict_on_batch(x[start:start + batch_size, ..., None]))[:, 1]
-    return out
+    probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time,
+    averaged over ``transforms`` flips and quarter turns.  For callers that normalise elsewhere
+    (the survey scan, in a thread of its own)."""
+    total = np.zeros(len(x), dtype=np.float64)
+    for k in range(transforms):
+        view = dihedral(x, k) if k else x
+        for start in range(0, len(x), batch_size):
+            total[start:start + batch_size] += np.asarray(
+                model.predict_on_batch(view[start:start + batch_size, ..., None]))[:, 1]
+    return (total / transforms).astype(np.float32)
 
 
-def predict_rows(model, images, rows, *, batch_size: int = 256) -> np.ndarray:
+def predict_rows(model, images, rows, *, batch_size: int = 256, transforms: int = 1) -> np.ndarray:
     """:func:`predict` on ``rows`` of ``images`` (an array or an ``h5py.Dataset``, read
     ``batch_size`` rows at a time in increasing order, as h5py needs); scores in ``rows``' order."""
     if isinstance(model, (str, os.PathLike)):
@@ -124,5 +150,6 @@ def predict_rows(model, images, rows, *, batch_size: int = 256) -> np.ndarray:
     scores = np.empty(len(rows), dtype=np.float32)
     for start in range(0, len(rows), batch_size):
         part = order[start:start + batch_size]
-        scores[part] = predict(model, np.asarray(images[rows[part]]), batch_size=batch_size)
+        scores[part] = predict(model, np.asarray(images[rows[part]]), batch_size=batch_size,
+                               transforms=transforms)
     return scores

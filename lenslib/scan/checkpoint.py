@@ -37,14 +37,19 @@ def _model_digest(model, path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model, model_path) -> dict:
+def fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model, model_path,
+                transforms: int = 1) -> dict:
     """What a checkpoint must match to be resumed: every pixel of the image as the scan sees it
     (:func:`lenslib.scan.tiles.survey`'s digest: data, mask, weights, BLANK and zero runs), the
-    tiling and the model.  Options that do not change a tile's score (threshold,
+    tiling, the model and the test-time ``transforms`` (recorded only when not 1, so checkpoints
+    of earlier versions still resume).  Options that do not change a tile's score (threshold,
     min_separation, batch_size, scheduler) are not part of it: a finished checkpoint can be
     merged again at another threshold without rescoring."""
-    return {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride, "zero_run": zero_run,
-            "image": image_digest, "model": _model_digest(model, model_path)}
+    out = {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride, "zero_run": zero_run,
+           "image": image_digest, "model": _model_digest(model, model_path)}
+    if transforms != 1:
+        out["transforms"] = transforms
+    return out
 
 
 class Checkpoint:
@@ -67,7 +72,8 @@ class Checkpoint:
                 raise InputError(f"the checkpoint {self.dir} was written by another version of lenslib "
                                  f"(checkpoint version {old.get('version')!r}); delete it to scan afresh")
             previous = old.get("fingerprint") if isinstance(old.get("fingerprint"), dict) else {}
-            differ = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+            keys = set(fingerprint) | set(previous)
+            differ = sorted(k for k in keys if previous.get(k) != fingerprint.get(k))
             if differ:
                 raise InputError(f"the checkpoint {self.dir} belongs to another scan (it differs in "
                                  f"{', '.join(differ)}); use a new checkpoint directory or delete it")

@@ -29,8 +29,9 @@ from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, ZERO_RUN
 
 def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = DEFAULT_STRIDE,
                 threshold: float = 0.5, min_separation: float | None = None,
-                batch_size: int = DEFAULT_BATCH_SIZE, zero_run: int = ZERO_RUN, checkpoint=None,
-                scheduler=None, n_workers: int | None = None, progress: bool | None = None) -> Table:
+                batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, zero_run: int = ZERO_RUN,
+                checkpoint=None, scheduler=None, n_workers: int | None = None,
+                progress: bool | None = None) -> Table:
     """Find strong-lens candidates in a survey image.
 
     The image is cut into ``100 x 100`` tiles every ``stride`` pixels; each tile is normalised
@@ -69,6 +70,9 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
     batch_size : int
         Cutouts scored at a time, at most :data:`MAX_BATCH_SIZE`; with the image band, it bounds
         the memory in use.
+    transforms : int
+        1, 2, 4 or 8: each tile's score is the mean over that many flips and quarter turns
+        (:func:`lenslib.models.predict`); costs that many times the scoring.
     zero_run : int
         Exact zeros in a run of at least this many pixels along a row or a column are no data
         (how mosaics fill their edges and gaps); 0 keeps every zero as data.  Default 32.
@@ -115,8 +119,8 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
     if wcs is None:
         warnings.warn("no WCS given: the candidates have pixel coordinates only", NoWCSWarning, stacklevel=2)
     tiles = score_tiles(data, model, mask=mask, weight=weight, stride=stride, batch_size=batch_size,
-                        zero_run=zero_run, checkpoint=checkpoint, scheduler=scheduler, n_workers=n_workers,
-                        progress=progress)
+                        transforms=transforms, zero_run=zero_run, checkpoint=checkpoint, scheduler=scheduler,
+                        n_workers=n_workers, progress=progress)
     table = candidates_table(tiles, threshold=threshold, min_separation=min_separation, wcs=wcs)
     if len(table) == 0:
         warnings.warn(f"no tile scored at or above threshold={threshold:g} "
@@ -158,7 +162,8 @@ def scan_fits(path, model, out=None, *, hdu=None, mask=None, weight=None, galler
         A PNG of the ``n_gallery`` best candidates' cutouts.
     **kwargs
         Passed to :func:`find_lenses` (``stride``, ``threshold``, ``min_separation``,
-        ``batch_size``, ``zero_run``, ``checkpoint``, ``scheduler``, ``n_workers``, ``progress``).
+        ``batch_size``, ``transforms``, ``zero_run``, ``checkpoint``, ``scheduler``, ``n_workers``,
+        ``progress``).
     """
     out = check_table_path(out)
     if gallery is not None and Path(gallery).suffix.lower() != ".png":

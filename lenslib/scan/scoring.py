@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import InputError
+from ..models.io import check_transforms
 from .checkpoint import Checkpoint, fingerprint
 from .checks import (
     SkippedTilesWarning,
@@ -66,7 +67,8 @@ def _band_tiles(band: np.ndarray, local_y0, x0, size: int):
     return rows, cols, normalize(cutouts)
 
 
-def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int, tiles=None) -> np.ndarray:
+def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int, tiles=None,
+                transforms: int = 1) -> np.ndarray:
     """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
     non-finite pixel.  ``tiles``: :func:`_band_tiles` of this band, if already made."""
     from ..models.io import predict_normalized
@@ -74,7 +76,7 @@ def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: in
     out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
     rows, cols, x = _band_tiles(band, local_y0, x0, size) if tiles is None else tiles
     if x is not None:
-        out[rows, cols] = predict_normalized(model, x, batch_size=batch_size)
+        out[rows, cols] = predict_normalized(model, x, batch_size=batch_size, transforms=transforms)
     return out
 
 
@@ -100,9 +102,10 @@ def worker_model(path: str):
     return _WORKER_MODELS[key]
 
 
-def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size: int) -> np.ndarray:
+def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size: int,
+                     transforms: int) -> np.ndarray:
     """A Dask task: load the model from its file (once per worker) and score a band."""
-    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size)
+    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size, None, transforms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,8 +127,9 @@ def _progress_bar(total: int, progress, initial: int = 0):
 
 
 def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_STRIDE,
-                batch_size: int = DEFAULT_BATCH_SIZE, zero_run: int = ZERO_RUN, checkpoint=None,
-                scheduler=None, n_workers: int | None = None, progress: bool | None = None) -> TileScores:
+                batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, zero_run: int = ZERO_RUN,
+                checkpoint=None, scheduler=None, n_workers: int | None = None,
+                progress: bool | None = None) -> TileScores:
     """Score every ``100 x 100`` tile of ``data``; see :func:`~lenslib.scan.find_lenses` for the
     parameters.
 
@@ -142,6 +146,7 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
         mask = own if mask is None else own | np.asarray(mask, dtype=bool)
         data = np.ma.getdata(data)
     batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
+    transforms = check_transforms(transforms)
     zero_run = check_int("zero_run", zero_run, 0, min(data.shape))
     grid = tile_grid(tuple(data.shape), stride=stride)
     checkpoint = check_checkpoint(checkpoint)
@@ -156,7 +161,8 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     # Connect first: an unreachable scheduler fails before any reading, and leaves no checkpoint.
     client, close = (None, None) if scheduler is None else dask_client(scheduler, n_workers)
     try:
-        result = _score_all(src, grid, model, model_path, batch_size, checkpoint, client, progress)
+        result = _score_all(src, grid, model, model_path, (batch_size, transforms), checkpoint, client,
+                            progress)
     finally:
         if close is not None:
             close()
@@ -168,15 +174,17 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     return result
 
 
-def _score_all(src: ImageSource, grid: TileGrid, model, model_path, batch_size: int, checkpoint,
+def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tuple[int, int], checkpoint,
                client, progress) -> TileScores:
-    """Survey the image, resume from ``checkpoint``, score the rest (saving each finished row)."""
+    """Survey the image, resume from ``checkpoint``, score the rest (saving each finished row);
+    ``scoring`` is ``(batch_size, transforms)``."""
+    batch_size, transforms = scoring
     n_no_data, digest = survey(src, digest=checkpoint is not None)
     scores = np.full((grid.n_rows, grid.n_cols), np.nan, dtype=np.float32)
     store = None
     done = np.zeros(0, dtype=int)
     if checkpoint is not None:
-        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path),
+        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path, transforms),
                            grid.n_cols)
         done = store.load(scores)
     pending = np.setdiff1d(np.arange(grid.n_rows), done)
@@ -203,9 +211,10 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, batch_size: 
                     band, local, tiles = ahead.result()
                     if k + 1 < len(blocks):
                         ahead = pool.submit(_read_band_tiles, src, grid, blocks[k + 1])
-                    finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size, tiles))
+                    finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size, tiles,
+                                             transforms))
         else:
-            _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), batch_size, finish)
+            _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), scoring, finish)
     return result
 
 
@@ -254,8 +263,8 @@ def dask_client(scheduler, n_workers):
                      f"'tcp://host:8786', or a distributed.Client (got {scheduler!r})")
 
 
-def _score_on_dask(client, src: ImageSource, grid: TileGrid, blocks, model_path: str, batch_size: int,
-                   finish) -> None:
+def _score_on_dask(client, src: ImageSource, grid: TileGrid, blocks, model_path: str,
+                   scoring: tuple[int, int], finish) -> None:
     """Submit one task per block, at most two per worker in flight (memory stays bounded), and
     hand each result to ``finish`` as it arrives."""
     from dask.distributed import wait
@@ -269,7 +278,7 @@ def _score_on_dask(client, src: ImageSource, grid: TileGrid, blocks, model_path:
             band = read_band(src, grid, rows)
             local = grid.y0[rows] - grid.y0[rows[0]]
             future = client.submit(_score_band_task, model_path, band, local, grid.x0, grid.size,
-                                   batch_size, pure=False)
+                                   *scoring, pure=False)
             in_flight[future] = rows
         done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
         for future in done:

@@ -288,3 +288,21 @@ def test_shards_simulated_on_dask_are_the_same_bytes(smoke_shards, tmp_path):
         assert a.name == b.name
         with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
             assert fa.attrs["images_blake2b"] == fb.attrs["images_blake2b"]
+
+
+def test_loading_the_shipped_finder_and_the_cli_do_not_import_the_simulator():
+    """`lenslib predict`/`scan` and `lenslib --help` must not pay for lenstronomy (about 1.5 s),
+    which only training the finder needs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\n"
+            "from lenslib.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "import lenslib\n"
+            "from lenslib.finder import DEFAULT_FINDER\n"
+            "lenslib.load_model(DEFAULT_FINDER)\n"
+            "print('lenstronomy' in sys.modules, 'lenslib.finder.training' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

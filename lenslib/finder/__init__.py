@@ -10,10 +10,27 @@ shipped inside the package (``lenslib.load_model("lenslib-finder-v2")``).
 
 from __future__ import annotations
 
-from .architecture import build_finder
-from .card import model_card, read_card
-from .shipped import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
-from .training import FinderRun, train_finder
+import importlib
 
-__all__ = ["DEFAULT_FINDER", "SHIPPED_FINDERS", "FinderRun", "build_finder", "model_card", "read_card",
-           "shipped_card", "shipped_path", "train_finder"]
+# Imported lazily: loading a shipped finder (lenslib predict, lenslib scan) or building the CLI's
+# parser must not import the simulator (lenstronomy), which training needs.
+_LAZY = {
+    "build_finder": ".architecture",
+    "model_card": ".card", "read_card": ".card",
+    "DEFAULT_FINDER": ".shipped", "SHIPPED_FINDERS": ".shipped", "shipped_card": ".shipped",
+    "shipped_path": ".shipped",
+    "FinderRun": ".training", "train_finder": ".training",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'lenslib.finder' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = sorted(_LAZY)

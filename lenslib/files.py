@@ -152,7 +152,8 @@ def read_table(path: str | os.PathLike, *, what: str = "table", suffixes: tuple 
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower()) if path.suffix.lower() in suffixes else None
     if fmt is None:
-        raise InputError(f"{path}: a {what} is a {', '.join(suffixes[:-1])} or {suffixes[-1]} file")
+        kinds = " or ".join(filter(None, (", ".join(suffixes[:-1]), suffixes[-1])))
+        raise InputError(f"{path}: a {what} is a {kinds} file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:

@@ -91,6 +91,16 @@ def row_medians(rows: np.ndarray, *, step: int = 16) -> np.ndarray:
     return np.mean(middle, axis=1)
 
 
+def _stretch(arr: np.ndarray, background: np.ndarray, noise: np.ndarray, softening: float) -> np.ndarray:
+    """The arcsinh stretch of float64 cutouts ``arr`` (N, H, W) given each one's sky and noise."""
+    # A constant or all-zero cutout has no noise to scale by; fall back to unit scale.
+    noise = np.where(noise > np.finfo(np.float32).tiny, noise, 1.0)
+    with np.errstate(over="ignore"):  # a bright pixel over a tiny noise: saturate, do not overflow
+        scaled = (arr - background[:, None, None]) / (softening * noise[:, None, None])
+    big = np.finfo(np.float64).max
+    return np.arcsinh(np.clip(scaled, -big, big, out=scaled)).astype(np.float32)
+
+
 def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
     """:func:`normalize` as defined, written plainly (numpy's median and astropy's ``mad_std``
     over whole cutouts): the oracle its tests compare with and the baseline of its benchmark."""
@@ -98,13 +108,7 @@ def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.nd
 
     arr = validate_cutouts(cutouts).astype(np.float64)
     flat = arr.reshape(arr.shape[0], -1)
-    background = np.median(flat, axis=1)
-    noise = mad_std(flat, axis=1)
-    noise = np.where(noise > np.finfo(np.float32).tiny, noise, 1.0)
-    with np.errstate(over="ignore"):
-        scaled = (arr - background[:, None, None]) / (softening * noise[:, None, None])
-    big = np.finfo(np.float64).max
-    return np.arcsinh(np.clip(scaled, -big, big, out=scaled)).astype(np.float32)
+    return _stretch(arr, np.median(flat, axis=1), mad_std(flat, axis=1), softening)
 
 
 def normalize(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
@@ -115,16 +119,10 @@ def normalize(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
     bit :func:`normalize_reference`, about three times faster (``bench/bench_scan.py``)."""
     arr = validate_cutouts(cutouts)
     out = np.empty(arr.shape, dtype=np.float32)
-    tiny = np.finfo(np.float32).tiny
-    big = np.finfo(np.float64).max
     for start in range(0, len(arr), _CHUNK):
         part = arr[start:start + _CHUNK].astype(np.float64)
         flat = part.reshape(part.shape[0], -1)
         background = row_medians(flat)
         noise = row_medians(np.abs(flat - background[:, None])) * _MAD_TO_STD
-        # A constant or all-zero cutout has no noise to scale by; fall back to unit scale.
-        noise = np.where(noise > tiny, noise, 1.0)
-        with np.errstate(over="ignore"):  # a bright pixel over a tiny noise: saturate, do not overflow
-            scaled = (part - background[:, None, None]) / (softening * noise[:, None, None])
-        out[start:start + _CHUNK] = np.arcsinh(np.clip(scaled, -big, big, out=scaled))
+        out[start:start + _CHUNK] = _stretch(part, background, noise, softening)
     return out

@@ -23,6 +23,8 @@ from ..files import read_table
 #: The numeric value of each grade (skip: no value).
 GRADE_VALUES = {"A": 3, "B": 2, "C": 1, "X": 0}
 SKIP = "skip"
+
+
 class MixedPagesWarning(UserWarning):
     """The exports come from pages of different candidates (their page ids differ)."""
 

@@ -110,14 +110,13 @@ def predict(model, cutouts, *, batch_size: int = 128, transforms: int = 1) -> np
         raise InputError(f"cutouts must be {height}x{width} pixels for this model "
                          f"({_shape_error(np.shape(cutouts), arr.shape)})")
     out = np.empty(len(arr), dtype=np.float32)
-    starts = range(0, len(arr), batch_size)
     # Batch by batch: predict_on_batch skips the per-call set-up of Model.predict, which
     # dominates when a survey scan scores many small batches.  The next batch is normalised in a
     # second thread while the network scores this one (numpy and TensorFlow both release the
     # GIL): about 10% faster with a fast network on 2 cores, and the same numbers.
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(normalize, arr[:batch_size])
-        for start in starts:
+        for start in range(0, len(arr), batch_size):
             x = pending.result()
             if start + batch_size < len(arr):
                 pending = pool.submit(normalize, arr[start + batch_size:start + 2 * batch_size])

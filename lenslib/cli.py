@@ -16,54 +16,12 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__
+from . import __version__, argtypes
+from .argtypes import MAX_BATCH_SIZE, MAX_WORKERS
 from .models.io import TRANSFORM_COUNTS
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
-#: --batch-size at most this (lenslib.scan.MAX_BATCH_SIZE): 8192 cutouts take ~1 GB while normalised.
-MAX_BATCH_SIZE = 8192
-#: --workers at most this: the work is CPU-bound, so processes beyond the cores only add memory
-#: (~190 MB per simulation worker, ~1 GB per scanning worker with TensorFlow); 4x leaves room to
-#: oversubscribe, but not to exhaust the machine by a typo.
-MAX_WORKERS = 4 * (os.cpu_count() or 1)
-
-
-def _hdu(value: str):
-    """``--hdu``: an index (``1``) or an extension name (``SCI``)."""
-    return int(value) if value.lstrip("-").isdigit() else value
-
-
-def _positive_int(value: str, high: int | None = None) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value!r})")
-    if high is not None and number > high:
-        raise argparse.ArgumentTypeError(f"must be at most {high} (got {value!r})")
-    return number
-
-
-def _batch_size(value: str) -> int:
-    return _positive_int(value, MAX_BATCH_SIZE)
-
-
-def _workers(value: str) -> int:
-    return _positive_int(value, MAX_WORKERS)
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (got {value!r})")
-    return number
-
-
 def _profile(name: str):
     """The profile ``name``; a bad ``$LENSLIB_PROFILE`` (argparse checks only what is typed) is bad input."""
     from .config import get_profile
@@ -101,22 +59,22 @@ def _add_scan(sub) -> None:
     p.add_argument("--out", type=Path, required=True,
                    help="the catalog to write: .fits, .ecsv or .csv (format by extension); never an "
                         "input, and an existing file only if lenslib wrote it")
-    p.add_argument("--hdu", type=_hdu, default=None,
+    p.add_argument("--hdu", type=argtypes.hdu, default=None,
                    help="the HDU holding the image, by index or name (default: the first with 2-D data)")
     p.add_argument("--mask", type=Path, default=None,
                    help="a FITS bad-pixel mask of the image's shape: nonzero pixels have no data")
     p.add_argument("--weight", type=Path, default=None,
                    help="a FITS weight or exposure map of the image's shape: pixels of weight 0 have no data")
-    p.add_argument("--zero-run", type=_count, default=32, metavar="N",
+    p.add_argument("--zero-run", type=argtypes.count, default=32, metavar="N",
                    help="exact zeros in a run of at least N pixels along a row or column are no data "
                         "(how mosaics fill edges and gaps); 0: zeros are data (default 32)")
-    p.add_argument("--stride", type=_positive_int, default=50,
+    p.add_argument("--stride", type=argtypes.positive_int, default=50,
                    help="pixels between tiles, 1-100 (default 50)")
     p.add_argument("--threshold", type=float, default=0.5,
                    help="score at or above which a tile is a detection (default 0.5)")
     p.add_argument("--min-separation", type=float, default=None,
                    help="detections closer than this many pixels merge (default 100, overlapping cutouts)")
-    p.add_argument("--batch-size", type=_batch_size, default=256,
+    p.add_argument("--batch-size", type=argtypes.batch_size, default=256,
                    help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
     p.add_argument("--transforms", type=int, choices=TRANSFORM_COUNTS, default=1,
                    help="score each tile as the mean over this many flips and quarter turns "
@@ -126,11 +84,11 @@ def _add_scan(sub) -> None:
                         "(default: OUT.scan-checkpoint, removed once the catalog is written)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not save progress")
     p.add_argument("--gallery", type=Path, default=None, help="a PNG of the best candidates' cutouts")
-    p.add_argument("--n-gallery", type=_positive_int, default=24, help="candidates in the gallery")
+    p.add_argument("--n-gallery", type=argtypes.positive_int, default=24, help="candidates in the gallery")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="score on Dask: 'local' for a local cluster, or a scheduler address such as "
                         "tcp://host:8786 (workers must see the model file at the same path)")
-    p.add_argument("--workers", type=_workers, default=None,
+    p.add_argument("--workers", type=argtypes.workers, default=None,
                    help=f"workers of a local Dask cluster (default: one per core; at most {MAX_WORKERS}); "
                         "without --scheduler, implies --scheduler local")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -184,9 +142,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help="a .csv, .ecsv or .fits table of scores (default: CSV on stdout); never an "
                         "input, and an existing file only if lenslib wrote it")
-    p.add_argument("--hdu", type=_hdu, default=None,
+    p.add_argument("--hdu", type=argtypes.hdu, default=None,
                    help="FITS: the HDU holding the cutouts (default: the first with 2-D or 3-D image data)")
-    p.add_argument("--batch-size", type=_batch_size, default=128,
+    p.add_argument("--batch-size", type=argtypes.batch_size, default=128,
                    help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
     p.add_argument("--transforms", type=int, choices=TRANSFORM_COUNTS, default=1,
                    help="score each cutout as the mean over this many flips and quarter turns "
@@ -237,7 +195,7 @@ def _add_simulate(sub) -> None:
                         "default $LENSLIB_PROFILE or quick")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets are kept (default $LENSLIB_DATA_DIR, else ~/.cache/lenslib)")
-    p.add_argument("--workers", type=_workers, default=None,
+    p.add_argument("--workers", type=argtypes.workers, default=None,
                    help=f"processes (default: one per core; at most {MAX_WORKERS})")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_simulate)
@@ -256,7 +214,6 @@ def _run_simulate(args) -> int:
 # train-finder
 # --------------------------------------------------------------------------------------------
 def _add_train_finder(sub) -> None:
-    from .config import PROFILE_NAMES
     from .finder import cli
 
     p = sub.add_parser(
@@ -265,7 +222,7 @@ def _add_train_finder(sub) -> None:
                     "residual finder on them with on-the-fly augmentation, checkpoint every epoch, and "
                     "write the finder with its model card.  A killed run resumes when run again.",
         epilog="example: lenslib train-finder --profile quick")
-    cli.configure_parser(p, workers_type=_workers, profile_names=PROFILE_NAMES)
+    cli.configure_parser(p)
     p.set_defaults(run=cli.run)
 
 
@@ -293,7 +250,7 @@ def _add_cv(sub) -> None:
     p.add_argument("--modes", nargs="+", choices=SPLIT_MODES, default=["grouped"],
                    help="grouped: a parent and its augmented copies stay in one fold (honest); "
                         "thesis: plain stratified folds over augmented images, as the thesis did")
-    p.add_argument("--folds", type=_positive_int, default=None, help="default: the profile's")
+    p.add_argument("--folds", type=argtypes.positive_int, default=None, help="default: the profile's")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where datasets are kept (default $LENSLIB_DATA_DIR, else ~/.cache/lenslib)")
     p.add_argument("--results-dir", type=Path, default=None,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..argtypes import workers
+from ..config import PROFILE_NAMES
 
-def configure_parser(p: argparse.ArgumentParser, *, workers_type, profile_names) -> None:
-    p.add_argument("--profile", choices=profile_names, default="full",
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=PROFILE_NAMES, default="full",
                    help="the recipe's size: full (the shipped finder's 100,000 images), quick or smoke "
                         "(default full)")
     p.add_argument("--run-dir", type=Path, default=None,
@@ -16,7 +19,7 @@ def configure_parser(p: argparse.ArgumentParser, *, workers_type, profile_names)
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where the simulated shards are kept (default $LENSLIB_DATA_DIR/finder, else "
                         "~/.cache/lenslib/finder)")
-    p.add_argument("--workers", type=workers_type, default=None,
+    p.add_argument("--workers", type=workers, default=None,
                    help="simulation processes (default: one per core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="simulate the shards on Dask: 'local' or a scheduler address (tcp://host:8786); "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cli import _hdu, _positive_int  # the argument types every lenslib subcommand shares
+from ..argtypes import hdu, positive_int
 
 HELP = "grade candidates by eye on a static page, or merge inspectors' grades"
 DESCRIPTION = (
@@ -40,7 +40,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="the FITS image the catalog was found in (cutouts at cutout_x0/cutout_y0)")
     parser.add_argument("--cutouts", type=Path, default=None,
                         help="instead of --image: a .npy or FITS file of one cutout per catalog row")
-    parser.add_argument("--hdu", type=_hdu, default=None, help="the HDU of --image or --cutouts")
+    parser.add_argument("--hdu", type=hdu, default=None, help="the HDU of --image or --cutouts")
     parser.add_argument("--out", type=Path, required=True,
                         help="the page's folder (index.html and stamps/); with --merge, the merged "
                              "table (.ecsv, .csv or .fits)")
@@ -49,7 +49,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=None, help="the finder's .keras file (for --saliency)")
     parser.add_argument("--truth", default=None, metavar="COLUMN",
                         help="a catalog column of known truth: the page tabulates the grades against it")
-    parser.add_argument("--top", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--top", type=positive_int, default=None, metavar="N",
                         help="only the N best-scoring candidates")
     parser.add_argument("--title", default=None, help="the page's title")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="EXPORT",

@@ -34,13 +34,31 @@ def code_commit() -> str:
 
 
 def machine() -> dict:
-    """The machine a run used: CPU, cores, TensorFlow and its devices."""
-    import tensorflow as tf
+    """The machine a run used: CPU, cores, the Keras backend and its accelerators."""
+    import keras
 
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "device": "GPU" if gpus else "CPU", "gpus": gpus}
+    backend = keras.backend.backend()
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "keras": keras.__version__,
+            "backend": backend}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        info["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+
+        gpus = [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices() if d.platform != "cpu"]
+        info["jax"] = jax.__version__
+    elif backend == "torch":
+        import torch
+
+        gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["torch"] = torch.__version__
+    else:
+        gpus = []
+    return {**info, "device": "GPU" if gpus else "CPU", "gpus": gpus}
 
 
 def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int) -> dict:

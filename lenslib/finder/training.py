@@ -85,12 +85,58 @@ def _compile(model, recipe: FinderRecipe, steps_per_epoch: int) -> None:
 
 
 def _dataset(stream: ShardStream, image_size: int):
+    """The training batches as ``model.fit`` takes them, and the steps per epoch to give it.
+
+    Under TensorFlow: a ``tf.data`` pipeline that calls ``stream`` once per epoch and prefetches.
+    Under another Keras backend (JAX or PyTorch, say on a GPU machine without TensorFlow): one
+    endless generator of epoch after epoch, the next batches made in a thread (see
+    :func:`_prefetched`); ``fit`` then needs the steps per epoch."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _prefetched(stream), len(stream)
     import tensorflow as tf
 
     signature = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32),
                  tf.TensorSpec((None,), tf.int32))
     ds = tf.data.Dataset.from_generator(stream, output_signature=signature)
-    return ds.apply(tf.data.experimental.assert_cardinality(len(stream))).prefetch(4)
+    return ds.apply(tf.data.experimental.assert_cardinality(len(stream))).prefetch(4), None
+
+
+def _prefetched(stream: ShardStream, depth: int = 8):
+    """Every epoch of ``stream`` in turn, forever; a thread keeps up to ``depth`` batches ready.
+    The thread stops when the generator is closed (``fit`` ends and drops it)."""
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def fill():
+        try:
+            while not stop.is_set():
+                for batch in stream():
+                    while not stop.is_set():
+                        try:
+                            ready.put(batch, timeout=0.5)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+        except BaseException as error:  # handed to the training thread, which raises it
+            ready.put(error)
+
+    thread = threading.Thread(target=fill, name="lenslib-finder-batches", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch = ready.get()
+            if isinstance(batch, BaseException):
+                raise batch
+            yield batch
+    finally:
+        stop.set()
 
 
 def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batch_size: int):
@@ -174,7 +220,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     stream.epoch = done
     if done < recipe.epochs:
         callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, recipe.batch_size)
-        model.fit(_dataset(stream, size), epochs=recipe.epochs, initial_epoch=done,
+        batches, steps = _dataset(stream, size)
+        model.fit(batches, epochs=recipe.epochs, initial_epoch=done, steps_per_epoch=steps,
                   callbacks=[callback, *callbacks], shuffle=False, verbose=verbose)
     final = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
                          name=recipe.name.replace("-", "_"))

@@ -101,6 +101,63 @@ def test_stream_visits_every_image_once_per_epoch_in_a_seeded_order(smoke_shards
         np.testing.assert_array_equal(y, y2)
 
 
+def test_prefetched_batches_are_the_streams_epochs_in_turn_and_stop_with_the_generator(smoke_shards):
+    import threading
+
+    from lenslib.finder.training import _prefetched
+
+    _, _, shards = smoke_shards
+    reference = ShardStream(shards, batch_size=32, max_shift=2, seed=5)
+    expected = list(reference()) + list(reference())  # epochs 0 and 1
+    batches = _prefetched(ShardStream(shards, batch_size=32, max_shift=2, seed=5), depth=2)
+    for (x, y), (x2, y2) in zip(expected, batches):
+        np.testing.assert_array_equal(x, x2)
+        np.testing.assert_array_equal(y, y2)
+    batches.close()
+    for thread in threading.enumerate():
+        if thread.name == "lenslib-finder-batches":
+            thread.join(timeout=5)
+            assert not thread.is_alive()
+
+
+def test_prefetched_batches_raise_the_streams_error():
+    from lenslib.finder.training import _prefetched
+
+    def broken():
+        yield np.zeros((1, 4, 4, 1), np.float32), np.zeros(1, np.int32)
+        raise OSError("shard 3 is unreadable")
+
+    batches = _prefetched(broken)
+    next(batches)
+    with pytest.raises(OSError, match="shard 3"):
+        next(batches)
+
+
+def test_training_on_the_generator_path_gives_the_tf_data_paths_weights(smoke_shards, tmp_path, monkeypatch):
+    """Keras backends other than TensorFlow train on :func:`_prefetched`; under TensorFlow both
+    paths must give the same finder."""
+    from lenslib.finder import training
+
+    recipe, data_dir, _ = smoke_shards
+    recipe = dataclasses.replace(recipe, epochs=2)
+    tf_data = training.train_finder(recipe, tmp_path / "tf", data_dir=data_dir, workers=1, verbose=0)
+    monkeypatch.setattr(training, "_dataset", lambda stream, size: (training._prefetched(stream), len(stream)))
+    generator = training.train_finder(recipe, tmp_path / "gen", data_dir=data_dir, workers=1, verbose=0)
+    assert [r["loss"] for r in generator.history] == pytest.approx([r["loss"] for r in tf_data.history],
+                                                                   rel=1e-4)
+    for a, b in zip(tf_data.model.get_weights(), generator.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_describe_machine_names_the_device_and_backend():
+    from lenslib.finder.card import describe_machine
+
+    old = {"device": "CPU", "gpus": [], "cpu_count": 2, "tensorflow": "2.21.0"}  # a v1/v2 card
+    assert describe_machine(old) == "CPU, 2 cores, TensorFlow 2.21.0"
+    gpu = {"device": "GPU", "gpus": ["gpu:0 NVIDIA H200"], "cpu_count": 16, "backend": "jax", "jax": "0.11.2"}
+    assert describe_machine(gpu) == "GPU (gpu:0 NVIDIA H200), 16 cores, JAX 0.11.2"
+
+
 class _Kill:
     """A Keras callback that interrupts training after ``epoch`` epochs, like a killed run."""
 

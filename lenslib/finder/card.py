@@ -61,6 +61,19 @@ def machine() -> dict:
     return {**info, "device": "GPU" if gpus else "CPU", "gpus": gpus}
 
 
+def describe_machine(machine_record: dict) -> str:
+    """A card's ``machine`` in a few words: the device, its cores and the Keras backend's version
+    (cards written before the backend was recorded were TensorFlow)."""
+    backend = machine_record.get("backend", "tensorflow")
+    names = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+    version = machine_record.get(backend, "")
+    device = machine_record["device"]
+    if machine_record.get("gpus"):
+        device = f"{device} ({', '.join(machine_record['gpus'])})"
+    return (f"{device}, {machine_record['cpu_count']} cores, "
+            f"{names.get(backend, backend)} {version}".rstrip())
+
+
 def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int) -> dict:
     """The card of a finished run (``state`` from :func:`~lenslib.finder.training.train_finder`).
 

@@ -141,7 +141,8 @@ def test_training_on_the_generator_path_gives_the_tf_data_paths_weights(smoke_sh
     recipe, data_dir, _ = smoke_shards
     recipe = dataclasses.replace(recipe, epochs=2)
     tf_data = training.train_finder(recipe, tmp_path / "tf", data_dir=data_dir, workers=1, verbose=0)
-    monkeypatch.setattr(training, "_dataset", lambda stream, size: (training._prefetched(stream), len(stream)))
+    monkeypatch.setattr(training, "_dataset",
+                        lambda stream, size: (training._prefetched(stream), len(stream)))
     generator = training.train_finder(recipe, tmp_path / "gen", data_dir=data_dir, workers=1, verbose=0)
     assert [r["loss"] for r in generator.history] == pytest.approx([r["loss"] for r in tf_data.history],
                                                                    rel=1e-4)

@@ -1,0 +1,137 @@
+"""How networks are trained: :class:`TrainingConfig` (the thesis's networks, Table 5-1) and
+:class:`FinderRecipe` (the shipped lenslib finder)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .checks import check_mix, check_range, fail
+from .sky import NONLENS_KINDS
+
+#: Optimizers of the thesis's chapter 4.2, by the names :func:`lenslib.models.make_optimizer` takes.
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam", "nadam")
+
+#: How a transfer model's input adapter brings a cutout to its backbone (see :mod:`lenslib.models`):
+#: a fixed bilinear resize, or learned transposed convolutions (the thesis's "deconvolutional layers").
+ADAPTER_NAMES = ("resize", "deconv")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How a model is trained (:func:`lenslib.train.fit`) and how transfer models see a cutout.
+
+    ``upsample`` is the input adapter's integer scale: a 100x100 cutout reaches the backbone as
+    ``100 * upsample`` pixels a side (3 gives 300, close to the 299-331 pixels Xception,
+    Inception and NASNet were trained on; 1 keeps 100, which every backbone but Xception (71) and
+    Inception (75) accepts directly and which is what 2 CPU cores can afford).
+    ``validation_fraction`` of the training rows, whole parent groups at a time, is held out
+    for early stopping on the validation loss with ``patience`` epochs.
+    """
+
+    epochs: int = 50
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    patience: int = 5
+    validation_fraction: float = 0.15
+    adapter: str = "resize"
+    upsample: int = 3
+    dropout: float = 0.5
+    head_units: int = 256
+    balance_classes: bool = True
+    seed: int = 2018
+    #: Cap on epochs for networks trained end to end (LensFlow, DeepLens, the finetune and scratch
+    #: regimes), which cost 10-100x more per epoch than a head on cached features; None: ``epochs``.
+    end_to_end_epochs: int | None = None
+
+    def __post_init__(self):
+        o = "TrainingConfig"
+        check_range(o, "epochs", self.epochs, 1, 10_000, integer=True)
+        check_range(o, "batch_size", self.batch_size, 1, 65_536, integer=True)
+        check_range(o, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        if self.optimizer not in OPTIMIZER_NAMES:
+            fail(o, "optimizer", f"one of {OPTIMIZER_NAMES}", self.optimizer)
+        check_range(o, "patience", self.patience, 0, 10_000, integer=True)
+        check_range(o, "validation_fraction", self.validation_fraction, 0.0, 0.5, low_open=True)
+        if self.adapter not in ADAPTER_NAMES:
+            fail(o, "adapter", f"one of {ADAPTER_NAMES}", self.adapter)
+        check_range(o, "upsample", self.upsample, 1, 8, integer=True)
+        check_range(o, "dropout", self.dropout, 0.0, 0.95)
+        check_range(o, "head_units", self.head_units, 1, 65_536, integer=True)
+        if not isinstance(self.balance_classes, bool):
+            fail(o, "balance_classes", "True or False", self.balance_classes)
+        check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
+        if self.end_to_end_epochs is not None:
+            check_range(o, "end_to_end_epochs", self.end_to_end_epochs, 1, 10_000, integer=True)
+
+
+#: The non-lens mix of the finder's hard-negative shards: the lenses' twins and the look-alikes the
+#: first finder flagged most (companions above all), none of the kinds it already rejects.
+HARD_NEGATIVE_KINDS = (("elliptical", 0.30), ("companion", 0.35), ("ring_galaxy", 0.10),
+                       ("spiral", 0.08), ("merger", 0.07), ("tidal_features", 0.10))
+
+
+@dataclass(frozen=True)
+class FinderRecipe:
+    """How the lenslib finder is trained (:func:`lenslib.finder.train_finder`).
+
+    ``train_parents`` distinct simulated images (no stored augmentation: every epoch flips,
+    rotates by multiples of 90 degrees and shifts them by up to ``max_shift`` pixels on the fly),
+    simulated in shards of ``shard_parents`` images, half lenses and half non-lenses, each shard
+    a lenslib dataset of the default sky with ``twin_neighbour_fraction`` of its same-population
+    non-lenses carrying an unlensed neighbour, then ``hard_negative_shards`` more shards whose
+    non-lenses follow ``hard_negative_kinds`` (more of the look-alikes a finder confuses with
+    lenses; lenses stay half of every shard).  ``validation_parents`` images of another seed are
+    scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
+    starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
+    new finder continues its training).
+    """
+
+    name: str = "lenslib-finder-v2"
+    train_parents: int = 100_000
+    shard_parents: int = 5_000
+    validation_parents: int = 4_000
+    epochs: int = 4
+    batch_size: int = 128
+    learning_rate: float = 5e-4
+    max_shift: int = 4  # pixels
+    twin_neighbour_fraction: float = 0.25
+    widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
+    seed: int = 2026
+    hard_negative_shards: int = 6
+    hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
+    initial_finder: str = "lenslib-finder-v1"  # "" trains from random weights
+
+    def __post_init__(self):
+        o = "FinderRecipe"
+        if not (isinstance(self.name, str) and self.name and self.name.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum()):
+            fail(o, "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name)
+        check_range(o, "shard_parents", self.shard_parents, 2, 1_000_000, integer=True)
+        check_range(o, "train_parents", self.train_parents, self.shard_parents, 100_000_000, integer=True)
+        check_range(o, "validation_parents", self.validation_parents, 2, 1_000_000, integer=True)
+        check_range(o, "epochs", self.epochs, 1, 10_000, integer=True)
+        check_range(o, "batch_size", self.batch_size, 1, 65_536, integer=True)
+        check_range(o, "learning_rate", self.learning_rate, 0.0, 10.0, low_open=True)
+        check_range(o, "max_shift", self.max_shift, 0, 32, integer=True)
+        check_range(o, "twin_neighbour_fraction", self.twin_neighbour_fraction, 0.0, 1.0)
+        if not (isinstance(self.widths, tuple) and len(self.widths) >= 2 and all(
+                isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in self.widths)):
+            fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
+        check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
+        check_range(o, "hard_negative_shards", self.hard_negative_shards, 0, 100_000, integer=True)
+        check_mix(o, "hard_negative_kinds", self.hard_negative_kinds, NONLENS_KINDS)
+        if not (isinstance(self.initial_finder, str) and self.initial_finder.replace("-", "").replace(
+                "_", "").replace(".", "").isalnum() or self.initial_finder == ""):
+            fail(o, "initial_finder", "a shipped finder's name, or '' for random weights",
+                  self.initial_finder)
+
+    @property
+    def n_default_shards(self) -> int:
+        """Training shards of the sky's own mix (the hard-negative shards follow them)."""
+        return math.ceil(self.train_parents / self.shard_parents)
+
+    @property
+    def n_shards(self) -> int:
+        return self.n_default_shards + self.hard_negative_shards

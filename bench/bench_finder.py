@@ -104,6 +104,7 @@ def main() -> None:
         print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
     show("AUC of all lenses against each kind of non-lens", result.report.by_kind)
     show("share of each kind flagged at a score of 0.5", result.flagged)
+    show("share flagged at 0.5 by the central massive galaxy's magnitude", result.flagged_by_deflector_mag)
     show("AUC by arc SNR (each bin's lenses against all non-lenses)", result.report.by_arc_snr)
     show("AUC by Einstein radius", result.report.by_theta_e)
     show("shifted skies (drop from the benchmark sky)", result.skies)

@@ -253,6 +253,26 @@ def test_flag_rates_and_targets():
     assert set(met) == set(TARGETS)
 
 
+def test_flag_rates_by_bins_each_kind_and_leaves_out_what_has_no_value():
+    from lenslib.finder.benchmark import _nested_rates, flag_rates_by
+
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.2, 0.7, 0.6, 0.1, 0.8, 0.9, 0.1])
+    kinds = np.array(["galaxy_galaxy"] * 2 + ["companion"] * 4 + ["star"] * 2)
+    mags = np.array([18.5, 20.5, 18.0, 18.9, 20.2, np.nan, np.nan, np.nan])  # stars: no galaxy
+    t = flag_rates_by(labels, scores, kinds, mags, (15, 19, 21), name="deflector_mag")
+    assert list(t["kind"]) == ["galaxy_galaxy", "galaxy_galaxy", "companion", "companion"]
+    assert list(t["n"]) == [1, 1, 2, 1]  # the companion without a magnitude is left out
+    np.testing.assert_allclose(t["flagged"], [1.0, 0.0, 1.0, 0.0])
+    assert _nested_rates(t)["companion"]["15-19"] == {"n": 2, "flagged": 1.0}
+    t = flag_rates_by(labels, scores, kinds, mags, (15, 16, 19), name="deflector_mag")
+    assert t["n"][0] == 0 and np.isnan(t["flagged"][0])  # an empty bin says so
+    with pytest.raises(ValueError, match="increasing edges"):
+        flag_rates_by(labels, scores, kinds, mags, (19, 15), name="deflector_mag")
+    with pytest.raises(ValueError, match="one entry per cutout"):
+        flag_rates_by(labels, scores, kinds, mags[:3], (15, 19), name="deflector_mag")
+
+
 def test_finder_rows_copy_the_trunk_and_freeze_it_for_the_fast_path(tmp_path):
     """build_model('finder'): the frozen row is the pretrained trunk under a new head, with the
     frozen fast path; finetune trains the trunk; scratch refuses weights."""

@@ -5,7 +5,8 @@
 :func:`lenslib.diagnostics.shifted_skies` built from it, and reports what the issue asks for:
 ROC AUC, TPR0, TPR10, TPR at FPR 1e-3 and 1e-4, purity at a prevalence of 1e-3, the AUC against
 each kind of non-lens and the share of each kind flagged at a threshold, by arc SNR and Einstein
-radius, and the AUC drop on each shifted sky.
+radius, the share flagged per kind by the central galaxy's magnitude (what fools it), and the AUC
+drop on each shifted sky.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from ..diagnostics import DiagnosticReport, evaluate, shifted_skies, summary_tab
 BENCHMARK_SEED = 20_261_125
 #: The issue's bar for the shipped finder (bench/README.md reports each against it).
 TARGETS = {"roc_auc": 0.995, "tpr0": 0.5, "tpr10": 0.75, "max_flag_rate": 0.05, "max_shift_drop": 0.03}
+
+#: Bins of the central massive galaxy's AB magnitude (``deflector_mag``) for :func:`flag_rates_by`.
+DEFLECTOR_MAG_BINS = (15.0, 19.0, 20.0, 21.0, 24.0)
 
 
 def benchmark_sky(n_images: int = 20_000, *, sky: SimulationConfig | None = None) -> SimulationConfig:
@@ -46,6 +50,35 @@ def flag_rates(labels, scores, kinds, *, threshold: float = 0.5) -> Table:
                  meta={"threshold": threshold})
 
 
+def flag_rates_by(labels, scores, kinds, values, bins, *, name: str, threshold: float = 0.5) -> Table:
+    """:func:`flag_rates` per kind and per bin of ``values`` (a metadata column, say the central
+    galaxy's magnitude): which of a kind's cutouts the finder flags, not only how many.
+
+    ``bins``: increasing edges; a bin holds ``lo <= value < hi`` (the last also ``value == hi``).
+    Cutouts whose value is NaN, or outside the edges, are left out; kinds with none left have no rows.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores)
+    kinds, values = np.asarray(kinds).astype(str), np.asarray(values, dtype=float)
+    if not (len(labels) == len(scores) == len(kinds) == len(values)):
+        raise ValueError(f"labels, scores, kinds and values must have one entry per cutout (got "
+                         f"{len(labels)}, {len(scores)}, {len(kinds)} and {len(values)})")
+    edges = np.asarray(bins, dtype=float)
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"bins must be at least two increasing edges (got {bins!r})")
+    rows = []
+    for kind in sorted(set(kinds), key=lambda k: (-labels[kinds == k][0], k)):
+        of_kind = kinds == kind
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            below = values <= hi if hi == edges[-1] else values < hi
+            inside = of_kind & (values >= lo) & below  # NaN compares False: left out
+            if of_kind.any() and np.isfinite(values[of_kind]).any():
+                n = int(inside.sum())
+                flagged = float((scores[inside] >= threshold).mean()) if n else float("nan")
+                rows.append((kind, int(labels[of_kind][0]), lo, hi, n, flagged))
+    return Table(rows=rows, names=("kind", "label", f"{name}_min", f"{name}_max", "n", "flagged"),
+                 dtype=(str, int, float, float, int, float), meta={"threshold": threshold})
+
+
 def bin_labels(table: Table) -> list[str]:
     """``"lo-hi"`` labels of the bins of an :func:`~lenslib.diagnostics.auc_by_bins` table."""
     lo, hi = (next(c for c in table.colnames if c.endswith(end)) for end in ("_min", "_max"))
@@ -58,6 +91,7 @@ class FinderBenchmark:
 
     report: DiagnosticReport  # the benchmark sky
     flagged: Table  # flag_rates at ``threshold``
+    flagged_by_deflector_mag: Table  # flag_rates_by the central galaxy's magnitude
     shifted: dict[str, DiagnosticReport]  # the shifted skies
     skies: Table  # summary_table over the benchmark sky and the shifted ones
     seconds: dict[str, float] = field(default_factory=dict)
@@ -72,6 +106,7 @@ class FinderBenchmark:
                             if row["lenses"] == "all"},
             "flagged_at_0.5": {row["kind"]: float(row["flagged"]) for row in self.flagged},
             "max_nonlens_flag_rate": float(nonlens["flagged"].max()),
+            "flagged_by_deflector_mag": _nested_rates(self.flagged_by_deflector_mag),
             "auc_by_arc_snr": dict(zip(bin_labels(self.report.by_arc_snr),
                                        map(float, self.report.by_arc_snr["auc"]))),
             "auc_by_theta_e": dict(zip(bin_labels(self.report.by_theta_e),
@@ -80,6 +115,14 @@ class FinderBenchmark:
                                            "tpr10": float(row["tpr10"]), "n": int(row["n"])}
                               for row in self.skies},
         }
+
+
+def _nested_rates(table: Table) -> dict:
+    """A :func:`flag_rates_by` table as ``{kind: {"lo-hi": {"n": n, "flagged": share}}}``."""
+    out: dict = {}
+    for row, label in zip(table, bin_labels(table)):
+        out.setdefault(str(row["kind"]), {})[label] = {"n": int(row["n"]), "flagged": float(row["flagged"])}
+    return out
 
 
 def check_targets(record: dict) -> Table:
@@ -110,25 +153,29 @@ def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, thr
         model = load_model(model)
     seconds: dict[str, float] = {}
 
-    def scored(config: SimulationConfig) -> tuple[DiagnosticReport, np.ndarray]:
+    def scored(config: SimulationConfig) -> tuple[DiagnosticReport, Table]:
         start = time.perf_counter()
         data = get_dataset(config, data_dir, workers=workers, in_memory=False)
         seconds["simulate"] = seconds.get("simulate", 0.0) + time.perf_counter() - start
         start = time.perf_counter()
         try:
             report = evaluate(model, data, batch_size=batch_size, transforms=transforms)
-            return report, np.asarray(data.metadata["kind"])[report.rows]
+            return report, data.metadata[report.rows]
         finally:
             data.images.file.close()
             seconds["score"] = seconds.get("score", 0.0) + time.perf_counter() - start
 
     test_sky = benchmark_sky(n_images, sky=sky)
-    report, kinds = scored(test_sky)
+    report, metadata = scored(test_sky)
+    kinds = np.asarray(metadata["kind"])
     flagged = flag_rates(report.labels, report.scores, kinds, threshold=threshold)
+    by_mag = flag_rates_by(report.labels, report.scores, kinds, metadata["deflector_mag"], DEFLECTOR_MAG_BINS,
+                           name="deflector_mag", threshold=threshold)
     shifted = {name: scored(config)[0] for name, config in
                shifted_skies(dataclasses.replace(test_sky, n_lenses=shifted_images // 2,
                                                  n_nonlenses=shifted_images - shifted_images // 2)).items()
                if name != "default"}
     skies = summary_table({"benchmark": report, **shifted})
-    return FinderBenchmark(report=report, flagged=flagged, shifted=shifted, skies=skies, seconds=seconds)
+    return FinderBenchmark(report=report, flagged=flagged, flagged_by_deflector_mag=by_mag, shifted=shifted,
+                           skies=skies, seconds=seconds)
 

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-import lenslib.dataset as dsmod
+import lenslib.dataset.build as dsmod  # where the builder looks its parts up
 from lenslib.config import config_hash
 from lenslib.dataset import DatasetError, assemble, build_dataset, dataset_path, load_dataset, plan_parents
 

@@ -120,6 +120,18 @@ def test_prefetched_batches_are_the_streams_epochs_in_turn_and_stop_with_the_gen
             assert not thread.is_alive()
 
 
+def test_a_stream_held_in_memory_gives_the_same_batches(smoke_shards):
+    _, _, shards = smoke_shards
+    on_disk = ShardStream(shards, batch_size=32, max_shift=2, seed=5)
+    held = ShardStream(shards, batch_size=32, max_shift=2, seed=5, in_memory=True)
+    assert len(held) == len(on_disk) and held.n_images == on_disk.n_images
+    assert not any(isinstance(images, np.memmap) for images, _ in held._held)
+    for _ in range(2):  # two epochs
+        for (x, y), (x2, y2) in zip(on_disk(), held(), strict=True):
+            np.testing.assert_array_equal(x, x2)
+            np.testing.assert_array_equal(y, y2)
+
+
 def test_prefetched_batches_raise_the_streams_error():
     from lenslib.finder.training import _prefetched
 
@@ -205,6 +217,47 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
     with pytest.raises(ValueError, match="another recipe"):
         train_finder(dataclasses.replace(recipe, epochs=4, seed=1), tmp_path / "killed", data_dir=data_dir,
                      workers=1, verbose=0)
+
+
+def test_stop_after_ends_a_run_at_an_epoch_boundary_and_the_next_call_finishes_it(smoke_shards, tmp_path):
+    from lenslib.finder import train_finder
+
+    recipe, data_dir, _ = smoke_shards
+    recipe = dataclasses.replace(recipe, epochs=2)
+    with pytest.raises(ValueError, match="stop_after"):
+        train_finder(recipe, tmp_path / "bad", data_dir=data_dir, workers=1, verbose=0, stop_after=0)
+    first = train_finder(recipe, tmp_path / "run", data_dir=data_dir, workers=1, verbose=0, stop_after=1e-6)
+    assert not first.finished and first.model is None and first.model_path is None
+    assert [r["epoch"] for r in first.history] == [1]
+    assert not list((tmp_path / "run").glob(f"{recipe.name}.*"))  # no finder, no card yet
+    second = train_finder(recipe, tmp_path / "run", data_dir=data_dir, workers=1, verbose=0, in_memory=True)
+    assert second.finished and second.resumed_from == 1 and second.model_path.is_file()
+    assert [r["epoch"] for r in second.history] == [1, 2]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    (["epochs=20", "learning_rate=2e-3"], {"epochs": 20, "learning_rate": 2e-3}),
+    (["initial_finder=", "name=my-finder"], {"initial_finder": "", "name": "my-finder"}),
+    (["widths=(8, 16, 32)"], {"widths": (8, 16, 32)}),
+])
+def test_recipe_with_changes_fields_by_their_type(changes, expected):
+    from lenslib.finder.cli import recipe_with
+
+    recipe = recipe_with(FinderRecipe(), changes)
+    assert {k: getattr(recipe, k) for k in expected} == expected
+    untouched = {f for f in config_to_dict(recipe)} - set(expected)
+    assert {k: getattr(recipe, k) for k in untouched} == {k: getattr(FinderRecipe(), k) for k in untouched}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("epoch=3", "FIELD one of"), ("epochs", "FIELD=VALUE"), ("epochs=ten", "not a value for epochs"),
+    ("epochs=0", "FinderRecipe.epochs must be"),
+])
+def test_train_finder_command_refuses_a_bad_change_naming_it(change, message, capsys):
+    from lenslib.cli import main
+
+    assert main(["train-finder", "--set", change, "--run-dir", "unused", "--data-dir", "unused"]) != 0
+    assert message in capsys.readouterr().err
 
 
 def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp_path):
@@ -355,17 +408,21 @@ def test_predict_without_a_model_uses_the_shipped_finder(smoke_dataset, tmp_path
 
 
 @pytest.mark.slow
-def test_shards_simulated_on_dask_are_the_same_bytes(smoke_shards, tmp_path):
+def test_shards_simulated_on_dask_or_a_shard_per_process_are_the_same_bytes(smoke_shards, tmp_path):
     import h5py
 
     from lenslib.finder.shards import simulate_shards
 
     recipe, _, local = smoke_shards
-    on_dask = simulate_shards(shard_configs(recipe), tmp_path, scheduler="local")
-    for a, b in zip(local, on_dask):
-        assert a.name == b.name
-        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
-            assert fa.attrs["images_blake2b"] == fb.attrs["images_blake2b"]
+    on_dask = simulate_shards(shard_configs(recipe), tmp_path / "dask", scheduler="local")
+    # As many shards as workers: a whole shard per process (the shards above ran one at a time).
+    per_process = simulate_shards(shard_configs(recipe), tmp_path / "pool", workers=2, progress=False)
+    assert len(shard_configs(recipe)) >= 2
+    for a, b, c in zip(local, on_dask, per_process, strict=True):
+        assert a.name == b.name == c.name
+        with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb, h5py.File(c, "r") as fc:
+            assert fa.attrs["images_blake2b"] == fb.attrs["images_blake2b"] == fc.attrs["images_blake2b"]
+        np.testing.assert_array_equal(np.load(a.with_suffix(".x16.npy")), np.load(c.with_suffix(".x16.npy")))
 
 
 def test_loading_the_shipped_finder_and_the_cli_do_not_import_the_simulator():

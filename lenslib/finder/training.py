@@ -34,14 +34,17 @@ LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "i
 
 @dataclass
 class FinderRun:
-    """What :func:`train_finder` returns."""
+    """What :func:`train_finder` returns.  A run stopped by ``stop_after`` before its last epoch
+    is not finished: it has no finder or card yet (``model``, ``model_path`` and ``card_path``
+    are None), and calling :func:`train_finder` again resumes it."""
 
-    model: object
-    model_path: Path
-    card_path: Path
+    model: object | None
+    model_path: Path | None
+    card_path: Path | None
     history: list[dict]
     seconds: float
     resumed_from: int  # epochs already done when this call started
+    finished: bool = True
 
 
 def _read_state(run_dir: Path, recipe: FinderRecipe) -> dict | None:
@@ -139,6 +142,27 @@ def _prefetched(stream: ShardStream, depth: int = 8):
         stop.set()
 
 
+def _stop_after(seconds: float):
+    """A Keras callback that ends training after an epoch when the next one, taking as long as the
+    longest so far, would end more than ``seconds`` after training started (a batch job's limit)."""
+    import keras
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.start, self.longest = time.perf_counter(), 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.perf_counter()
+            self.longest = max(self.longest, now - self.epoch_start)
+            if now + self.longest - self.start > seconds:
+                self.model.stop_training = True
+
+    return StopAfter()
+
+
 def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batch_size: int):
     import keras
     from sklearn.metrics import log_loss, roc_auc_score
@@ -175,7 +199,8 @@ def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batc
 
 def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: str | os.PathLike,
                  sky: SimulationConfig | None = None, workers: int | None = None, scheduler=None,
-                 callbacks=(), verbose: int = 1) -> FinderRun:
+                 callbacks=(), verbose: int = 1, in_memory: bool = False,
+                 stop_after: float | None = None) -> FinderRun:
     """Simulate the recipe's shards (or find them cached in ``data_dir``), train the finder in
     ``run_dir`` (resuming a killed run there), and write it with its model card.
 
@@ -183,6 +208,10 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     ``scheduler``: where shards are simulated (see :func:`~lenslib.finder.shards.simulate_shards`).
     ``callbacks``: more Keras callbacks (run after each epoch is committed).
     ``verbose``: Keras's progress bar (1) or silence (0).
+    ``in_memory``: hold the shards in memory (:class:`~lenslib.finder.shards.ShardStream`); the
+    same batches, for machines where reading them bounds training.
+    ``stop_after``: seconds of training this call may take; it stops after the last epoch that fits
+    (committed, so that calling again resumes) and returns an unfinished :class:`FinderRun`.
     """
     import keras
 
@@ -192,6 +221,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
 
     if not isinstance(recipe, FinderRecipe):
         raise TypeError(f"recipe must be a FinderRecipe (got {type(recipe).__name__})")
+    if stop_after is not None and not (isinstance(stop_after, (int, float)) and stop_after > 0):
+        raise ValueError(f"stop_after must be a number of seconds > 0, or None (got {stop_after!r})")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(run_dir, recipe)
@@ -205,7 +236,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     val_x = np.asarray(val_x, dtype=np.float32)[..., None]
 
     size = train_configs[0].image_size
-    stream = ShardStream(shards, batch_size=recipe.batch_size, max_shift=recipe.max_shift, seed=recipe.seed)
+    stream = ShardStream(shards, batch_size=recipe.batch_size, max_shift=recipe.max_shift, seed=recipe.seed,
+                         in_memory=in_memory)
     keras.utils.set_random_seed(recipe.seed)
     if state is None:
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
@@ -221,8 +253,12 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     if done < recipe.epochs:
         callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, recipe.batch_size)
         batches, steps = _dataset(stream, size)
+        limit = [] if stop_after is None else [_stop_after(stop_after)]
         model.fit(batches, epochs=recipe.epochs, initial_epoch=done, steps_per_epoch=steps,
-                  callbacks=[callback, *callbacks], shuffle=False, verbose=verbose)
+                  callbacks=[callback, *callbacks, *limit], shuffle=False, verbose=verbose)
+    if state["epochs_done"] < recipe.epochs:
+        return FinderRun(model=None, model_path=None, card_path=None, history=state["history"],
+                         seconds=state["seconds"], resumed_from=done, finished=False)
     final = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
                          name=recipe.name.replace("-", "_"))
     final.set_weights(model.get_weights())

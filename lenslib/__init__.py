@@ -9,32 +9,16 @@ The modules are imported lazily, so ``import lenslib`` is cheap and does not sta
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "get_profile": ("lenslib.config", "get_profile"),
-    "SimulationConfig": ("lenslib.config", "SimulationConfig"),
-    "normalize": ("lenslib.preprocess", "normalize"),
-    "simulate_scene": ("lenslib.simulate", "simulate_scene"),
-    "get_dataset": ("lenslib.dataset", "get_dataset"),
-    "load_dataset": ("lenslib.dataset", "load_dataset"),
-    "load_model": ("lenslib.models", "load_model"),
-    "predict": ("lenslib.models", "predict"),
-    "find_lenses": ("lenslib.scan", "find_lenses"),
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'lenslib' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = ["__version__", *_LAZY]
+__getattr__, __dir__, _public = lazy_loader.attach(__name__, submod_attrs={
+    "config": ["get_profile", "SimulationConfig"],
+    "preprocess": ["normalize"],
+    "simulate": ["simulate_scene"],
+    "dataset": ["get_dataset", "load_dataset"],
+    "models": ["load_model", "predict"],
+    "scan": ["find_lenses"],
+})
+__all__ = ["__version__", *_public]

@@ -10,27 +10,13 @@ shipped inside the package (``lenslib.load_model("lenslib-finder-v2")``).
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
 # Imported lazily: loading a shipped finder (lenslib predict, lenslib scan) or building the CLI's
 # parser must not import the simulator (lenstronomy), which training needs.
-_LAZY = {
-    "build_finder": ".architecture",
-    "model_card": ".card", "read_card": ".card",
-    "DEFAULT_FINDER": ".shipped", "SHIPPED_FINDERS": ".shipped", "shipped_card": ".shipped",
-    "shipped_path": ".shipped",
-    "FinderRun": ".training", "train_finder": ".training",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module 'lenslib.finder' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "architecture": ["build_finder"],
+    "card": ["model_card", "read_card"],
+    "shipped": ["DEFAULT_FINDER", "SHIPPED_FINDERS", "shipped_card", "shipped_path"],
+    "training": ["FinderRun", "train_finder"],
+})

@@ -16,33 +16,11 @@ lazily, so that the command's ``--help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
-_LAZY = {
-    "write_page": "page",
-    "page_data": "page",
-    "inspect_catalog": "sources",
-    "mosaic_cutouts": "sources",
-    "read_catalog": "sources",
-    "saliency_maps": "sources",
-    "merge_grades": "merge",
-    "read_grades": "merge",
-    "GRADE_VALUES": "merge",
-    "MixedPagesWarning": "merge",
-    "screenshot": "browser",
-    "headless_chromium": "browser",
-    "BrowserUnavailableError": "browser",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
-
-
-__all__ = list(_LAZY)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "page": ["write_page", "page_data"],
+    "sources": ["inspect_catalog", "mosaic_cutouts", "read_catalog", "saliency_maps"],
+    "merge": ["merge_grades", "read_grades", "GRADE_VALUES", "MixedPagesWarning"],
+    "browser": ["screenshot", "headless_chromium", "BrowserUnavailableError"],
+})

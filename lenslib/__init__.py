@@ -13,7 +13,7 @@ import lazy_loader
 
 __version__ = "0.1.0"
 
-__getattr__, __dir__, _public = lazy_loader.attach(__name__, submod_attrs={
+__getattr__, _dir, _public = lazy_loader.attach(__name__, submod_attrs={
     "config": ["get_profile", "SimulationConfig"],
     "preprocess": ["normalize"],
     "simulate": ["simulate_scene"],
@@ -22,3 +22,7 @@ __getattr__, __dir__, _public = lazy_loader.attach(__name__, submod_attrs={
     "scan": ["find_lenses"],
 })
 __all__ = ["__version__", *_public]
+
+
+def __dir__():
+    return __all__

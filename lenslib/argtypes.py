@@ -43,6 +43,17 @@ def workers(value: str) -> int:
     return positive_int(value, MAX_WORKERS)
 
 
+def seconds(value: str) -> float:
+    """A positive, finite number of seconds (``--stop-after``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not (0 < number < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (got {value!r})")
+    return number
+
+
 def count(value: str) -> int:
     try:
         number = int(value)

@@ -29,7 +29,8 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
         build_finder((100, 100, 3))
 
 
-@pytest.mark.parametrize("field,value", [("train_parents", 10), ("shard_parents", 1), ("epochs", 0),
+@pytest.mark.parametrize("field,value", [("train_parents", 10), ("train_parents", 10_500),
+                                          ("shard_parents", 1), ("epochs", 0),
                                           ("learning_rate", -1.0), ("max_shift", 40), ("widths", (16,)),
                                           ("name", "a b"), ("twin_neighbour_fraction", 2.0),
                                           ("hard_negative_shards", -1),
@@ -41,11 +42,11 @@ def test_recipe_refuses_bad_values_naming_the_field(field, value):
 
 
 def test_shards_are_distinct_balanced_parents_of_the_default_sky():
-    recipe = FinderRecipe(train_parents=10_500, shard_parents=2_000, hard_negative_shards=2)
+    recipe = FinderRecipe(train_parents=10_000, shard_parents=2_000, hard_negative_shards=2)
     configs = shard_configs(recipe)
-    assert len(configs) == recipe.n_shards == 8 and recipe.n_default_shards == 6
-    default, hard = configs[:6], configs[6:]
-    assert sum(c.n_images for c in default) == recipe.train_parents
+    assert len(configs) == recipe.n_shards == 7 and recipe.n_default_shards == 5
+    default, hard = configs[:5], configs[5:]
+    assert [c.n_images for c in default] == [recipe.shard_parents] * 5  # equal shards, always
     assert [c.n_images for c in hard] == [recipe.shard_parents] * 2
     val = shard_config(recipe, 0, validation=True)
     seeds = [c.seed for c in configs] + [val.seed]
@@ -130,6 +131,22 @@ def test_a_stream_held_in_memory_gives_the_same_batches(smoke_shards):
         for (x, y), (x2, y2) in zip(on_disk(), held(), strict=True):
             np.testing.assert_array_equal(x, x2)
             np.testing.assert_array_equal(y, y2)
+
+
+def test_a_stream_refuses_shards_of_unequal_sizes(smoke_shards, tmp_path):
+    """Shuffled pairs of unequal shards would give epochs of different lengths (Keras needs one)."""
+    import h5py
+
+    from lenslib.finder.shards import load_normalized, normalized_path
+
+    _, _, shards = smoke_shards
+    images, labels = load_normalized(shards[0])
+    short = tmp_path / "short.h5"  # what the stream reads of a shard: its labels and its .x16.npy
+    with h5py.File(short, "w") as f:
+        f["labels"] = labels[:-1]
+    np.save(normalized_path(short), np.asarray(images)[:-1])
+    with pytest.raises(ValueError, match="as many images"):
+        ShardStream([short, *shards[1:]], batch_size=32, max_shift=0, seed=0)
 
 
 def test_prefetched_batches_raise_the_streams_error():
@@ -258,6 +275,15 @@ def test_train_finder_command_refuses_a_bad_change_naming_it(change, message, ca
 
     assert main(["train-finder", "--set", change, "--run-dir", "unused", "--data-dir", "unused"]) != 0
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "soon"])
+def test_stop_after_must_be_a_positive_number_of_seconds(value, capsys):
+    from lenslib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-finder", "--stop-after", value, "--run-dir", "unused", "--data-dir", "unused"])
+    assert "positive number of seconds" in capsys.readouterr().err
 
 
 def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp_path):

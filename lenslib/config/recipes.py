@@ -110,6 +110,9 @@ class FinderRecipe:
             fail(o, "name", "a non-empty name of letters, digits, '-', '_' or '.'", self.name)
         check_range(o, "shard_parents", self.shard_parents, 2, 1_000_000, integer=True)
         check_range(o, "train_parents", self.train_parents, self.shard_parents, 100_000_000, integer=True)
+        if self.train_parents % self.shard_parents:  # equal shards: every epoch has the same batches
+            fail(o, "train_parents", f"a multiple of shard_parents ({self.shard_parents})",
+                 self.train_parents)
         check_range(o, "validation_parents", self.validation_parents, 2, 1_000_000, integer=True)
         check_range(o, "epochs", self.epochs, 1, 10_000, integer=True)
         check_range(o, "batch_size", self.batch_size, 1, 65_536, integer=True)

@@ -200,9 +200,10 @@ def _run_chunks(chunks, config, workers):
 
 
 def _mp_context():
-    """"fork" (works from plain scripts and notebooks), unless TensorFlow's threads are already
-    running in this process, where forking is unsafe: then "spawn" (scripts need a main guard)."""
-    if "tensorflow" in sys.modules or "fork" not in get_all_start_methods():
+    """"fork" (works from plain scripts and notebooks), unless a Keras backend (TensorFlow, JAX,
+    PyTorch) is loaded in this process, whose threads make forking unsafe: then "spawn" (scripts
+    need a main guard)."""
+    if any(m in sys.modules for m in ("tensorflow", "jax", "torch")) or "fork" not in get_all_start_methods():
         return get_context("spawn")
     return get_context("fork")
 

@@ -55,7 +55,8 @@ def flag_rates_by(labels, scores, kinds, values, bins, *, name: str, threshold: 
     galaxy's magnitude): which of a kind's cutouts the finder flags, not only how many.
 
     ``bins``: increasing edges; a bin holds ``lo <= value < hi`` (the last also ``value == hi``).
-    Cutouts whose value is NaN, or outside the edges, are left out; kinds with none left have no rows.
+    Cutouts whose value is NaN, or outside the edges, are left out; a kind with no finite value
+    (stars have no central galaxy) has no rows, and an empty bin has ``n`` 0 and ``flagged`` NaN.
     """
     labels, scores = np.asarray(labels), np.asarray(scores)
     kinds, values = np.asarray(kinds).astype(str), np.asarray(values, dtype=float)
@@ -71,7 +72,7 @@ def flag_rates_by(labels, scores, kinds, values, bins, *, name: str, threshold: 
         for lo, hi in zip(edges[:-1], edges[1:]):
             below = values <= hi if hi == edges[-1] else values < hi
             inside = of_kind & (values >= lo) & below  # NaN compares False: left out
-            if of_kind.any() and np.isfinite(values[of_kind]).any():
+            if np.isfinite(values[of_kind]).any():
                 n = int(inside.sum())
                 flagged = float((scores[inside] >= threshold).mean()) if n else float("nan")
                 rows.append((kind, int(labels[of_kind][0]), lo, hi, n, flagged))
@@ -118,10 +119,12 @@ class FinderBenchmark:
 
 
 def _nested_rates(table: Table) -> dict:
-    """A :func:`flag_rates_by` table as ``{kind: {"lo-hi": {"n": n, "flagged": share}}}``."""
+    """A :func:`flag_rates_by` table as ``{kind: {"lo-hi": {"n": n, "flagged": share}}}`` (an empty
+    bin's share is None: JSON has no NaN)."""
     out: dict = {}
     for row, label in zip(table, bin_labels(table)):
-        out.setdefault(str(row["kind"]), {})[label] = {"n": int(row["n"]), "flagged": float(row["flagged"])}
+        share = float(row["flagged"]) if row["n"] else None
+        out.setdefault(str(row["kind"]), {})[label] = {"n": int(row["n"]), "flagged": share}
     return out
 
 

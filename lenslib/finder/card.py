@@ -49,8 +49,11 @@ def machine() -> dict:
     elif backend == "jax":
         import jax
 
-        gpus = [f"{d.platform}:{d.id} {d.device_kind}" for d in jax.devices() if d.platform != "cpu"]
+        accelerators = [d for d in jax.devices() if d.platform != "cpu"]
+        gpus = [f"{d.platform}:{d.id} {d.device_kind}" for d in accelerators]
         info["jax"] = jax.__version__
+        if accelerators and accelerators[0].platform != "gpu":  # a TPU, say
+            return {**info, "device": accelerators[0].platform.upper(), "gpus": gpus}
     elif backend == "torch":
         import torch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..argtypes import workers
+from ..argtypes import seconds, workers
 from ..config import PROFILE_NAMES
 
 
@@ -31,9 +31,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-memory", action="store_true",
                    help="hold the shards in memory (2 bytes a pixel) rather than read them every epoch; "
                         "the same batches")
-    p.add_argument("--stop-after", type=float, default=None, metavar="SECONDS",
-                   help="stop after the last epoch that fits in SECONDS of training (a batch job's limit); "
-                        "run the same command again to resume")
+    p.add_argument("--stop-after", type=seconds, default=None, metavar="SECONDS",
+                   help="stop after the last epoch that ends within SECONDS of the command's start (a "
+                        "batch job's limit; simulating the shards counts); run the same command again to "
+                        "resume")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -54,7 +55,7 @@ def recipe_with(recipe, changes: list[str]):
             continue
         try:
             values[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError) as err:
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
             raise ValueError(f"--set {change!r}: {text!r} is not a value for {name}") from err
     return dataclasses.replace(recipe, **values)
 

@@ -177,7 +177,11 @@ class ShardStream:
         self.shards, self.batch_size, self.max_shift = list(shards), batch_size, max_shift
         self.seed, self.epoch = seed, epoch
         self._held = [_in_memory(load_normalized(s)) for s in self.shards] if in_memory else None
-        self.n_images = sum(len(self._shard(k)[1]) for k in range(len(self.shards)))
+        sizes = {len(self._shard(k)[1]) for k in range(len(self.shards))}
+        if len(sizes) > 1:  # shuffled pairs of unequal shards would change the batches per epoch
+            raise ValueError(f"every shard must hold as many images (got sizes {sorted(sizes)}); "
+                             "make train_parents a multiple of shard_parents")
+        self.n_images = sizes.pop() * len(self.shards)
 
     def _shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self._held[k] if self._held is not None else load_normalized(self.shards[k])

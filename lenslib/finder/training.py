@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import FinderRecipe, SimulationConfig, config_to_dict
+from ..errors import InputError
 from ..files import atomic_output
 from .card import code_commit, write_json
 from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards
@@ -34,9 +35,10 @@ LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "i
 
 @dataclass
 class FinderRun:
-    """What :func:`train_finder` returns.  A run stopped by ``stop_after`` before its last epoch
-    is not finished: it has no finder or card yet (``model``, ``model_path`` and ``card_path``
-    are None), and calling :func:`train_finder` again resumes it."""
+    """What :func:`train_finder` returns.  A run that stops before its last epoch (``stop_after``,
+    or a callback that sets ``stop_training``, such as ``EarlyStopping``) is not finished: it has
+    no finder or card yet (``model``, ``model_path`` and ``card_path`` are None), and calling
+    :func:`train_finder` again resumes it."""
 
     model: object | None
     model_path: Path | None
@@ -53,8 +55,9 @@ def _read_state(run_dir: Path, recipe: FinderRecipe) -> dict | None:
         return None
     state = json.loads(path.read_text())
     if state.get("recipe") != config_to_dict(recipe):
-        raise ValueError(f"{run_dir} holds a run of another recipe ({state.get('recipe', {}).get('name')}); "
-                         "choose another run directory or delete this one")
+        raise InputError(f"{run_dir} holds a run of another recipe ({state.get('recipe', {}).get('name')}); "
+                         "choose another run directory (the command: --run-dir, or --set name=... for a "
+                         "new finder) or delete this one")
     return state
 
 
@@ -128,7 +131,12 @@ def _prefetched(stream: ShardStream, depth: int = 8):
                     if stop.is_set():
                         return
         except BaseException as error:  # handed to the training thread, which raises it
-            ready.put(error)
+            while not stop.is_set():
+                try:
+                    ready.put(error, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
 
     thread = threading.Thread(target=fill, name="lenslib-finder-batches", daemon=True)
     thread.start()
@@ -142,14 +150,14 @@ def _prefetched(stream: ShardStream, depth: int = 8):
         stop.set()
 
 
-def _stop_after(seconds: float):
+def _stop_after(seconds: float, start: float):
     """A Keras callback that ends training after an epoch when the next one, taking as long as the
-    longest so far, would end more than ``seconds`` after training started (a batch job's limit)."""
+    longest so far, would end more than ``seconds`` after ``start`` (a ``time.perf_counter()``)."""
     import keras
 
     class StopAfter(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.start, self.longest = time.perf_counter(), 0.0
+            self.longest = 0.0
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch_start = time.perf_counter()
@@ -157,7 +165,7 @@ def _stop_after(seconds: float):
         def on_epoch_end(self, epoch, logs=None):
             now = time.perf_counter()
             self.longest = max(self.longest, now - self.epoch_start)
-            if now + self.longest - self.start > seconds:
+            if now + self.longest - start > seconds:
                 self.model.stop_training = True
 
     return StopAfter()
@@ -210,8 +218,9 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     ``verbose``: Keras's progress bar (1) or silence (0).
     ``in_memory``: hold the shards in memory (:class:`~lenslib.finder.shards.ShardStream`); the
     same batches, for machines where reading them bounds training.
-    ``stop_after``: seconds of training this call may take; it stops after the last epoch that fits
-    (committed, so that calling again resumes) and returns an unfinished :class:`FinderRun`.
+    ``stop_after``: seconds this call may take, from its start (simulating the shards included);
+    it stops after the last epoch that fits (committed, so that calling again resumes) and returns
+    an unfinished :class:`FinderRun`.
     """
     import keras
 
@@ -221,8 +230,10 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
 
     if not isinstance(recipe, FinderRecipe):
         raise TypeError(f"recipe must be a FinderRecipe (got {type(recipe).__name__})")
-    if stop_after is not None and not (isinstance(stop_after, (int, float)) and stop_after > 0):
-        raise ValueError(f"stop_after must be a number of seconds > 0, or None (got {stop_after!r})")
+    call_start = time.perf_counter()
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, (int, float))
+                                   or not 0 < stop_after < float("inf")):
+        raise InputError(f"stop_after must be a positive number of seconds, or None (got {stop_after!r})")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(run_dir, recipe)
@@ -253,9 +264,13 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     if done < recipe.epochs:
         callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, recipe.batch_size)
         batches, steps = _dataset(stream, size)
-        limit = [] if stop_after is None else [_stop_after(stop_after)]
-        model.fit(batches, epochs=recipe.epochs, initial_epoch=done, steps_per_epoch=steps,
-                  callbacks=[callback, *callbacks, *limit], shuffle=False, verbose=verbose)
+        limit = [] if stop_after is None else [_stop_after(stop_after, call_start)]
+        try:
+            model.fit(batches, epochs=recipe.epochs, initial_epoch=done, steps_per_epoch=steps,
+                      callbacks=[callback, *callbacks, *limit], shuffle=False, verbose=verbose)
+        finally:
+            if hasattr(batches, "close"):  # the generator path: stop its thread, free its batches
+                batches.close()
     if state["epochs_done"] < recipe.epochs:
         return FinderRun(model=None, model_path=None, card_path=None, history=state["history"],
                          seconds=state["seconds"], resumed_from=done, finished=False)

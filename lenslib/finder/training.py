@@ -118,25 +118,24 @@ def _prefetched(stream: ShardStream, depth: int = 8):
     ready: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
 
+    def hand_over(item) -> bool:
+        """Put ``item`` in the queue once there is room; False if the generator was closed first."""
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def fill():
         try:
-            while not stop.is_set():
+            while True:
                 for batch in stream():
-                    while not stop.is_set():
-                        try:
-                            ready.put(batch, timeout=0.5)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not hand_over(batch):
                         return
         except BaseException as error:  # handed to the training thread, which raises it
-            while not stop.is_set():
-                try:
-                    ready.put(error, timeout=0.5)
-                    return
-                except queue.Full:
-                    continue
+            hand_over(error)
 
     thread = threading.Thread(target=fill, name="lenslib-finder-batches", daemon=True)
     thread.start()

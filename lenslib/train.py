@@ -1,5 +1,5 @@
-"""Training: a streamed ``tf.data`` pipeline from the HDF5 dataset, early stopping, checkpoints,
-and the frozen fast path.
+"""Training: early stopping and checkpoints over the streamed pipeline of :mod:`lenslib.pipeline`,
+with the frozen fast path of :mod:`lenslib.features`.
 
 :func:`fit` trains a model from :func:`lenslib.models.build_model` on rows of a
 :class:`~lenslib.dataset.LensDataset` (or its file).  Rows are read from the file batch by batch
@@ -11,8 +11,8 @@ loss; the best epoch's weights are restored and written atomically to ``checkpoi
 
 **Frozen fast path.**  A transfer model in the ``frozen`` regime with the fixed ``resize``
 adapter computes exactly the same backbone features for an image in every epoch.  The fast path
-computes them once per image, caches them on disk (keyed by the dataset's hash, the model's
-name and a digest of the feature extractor's architecture and weights) and trains only the head
+computes them once per image, caches them on disk (:func:`lenslib.features.cached_features`)
+and trains only the head
 on them, with the same batches, class weights and dropout seeds as end-to-end training; the
 head it trains is the model's own, so the returned model is complete.  The same code runs on a
 GPU when TensorFlow sees one and on the CPU otherwise.
@@ -21,8 +21,6 @@ GPU when TensorFlow sees one and on the CPU otherwise.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -31,12 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainingConfig, get_profile
-from .files import atomic_output
+from .features import cached_features, feature_extractor
 from .models import build_model, make_optimizer, save_model
-from .preprocess import normalize
+from .pipeline import class_weights, make_pipeline
 from .splits import validation_split
-
-FEATURES_FORMAT = "lenslib-features"
 
 
 @dataclass
@@ -55,149 +51,6 @@ class FitResult:
     device: str
     features_path: Path | None = None
     config: TrainingConfig = field(default_factory=TrainingConfig)
-
-
-# --- splitting and weighting --------------------------------------------------------------------
-
-def class_weights(labels) -> dict[int, float]:
-    """Balanced class weights ``n / (2 n_c)`` (scikit-learn's ``compute_class_weight("balanced")``),
-    so both classes weigh the same in the loss."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    labels = np.asarray(labels)
-    counts = {c: int((labels == c).sum()) for c in (0, 1)}
-    if min(counts.values()) == 0:
-        raise ValueError(f"both classes are needed to weight them (counts {counts})")
-    weights = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
-    return {0: float(weights[0]), 1: float(weights[1])}
-
-
-# --- the pipeline -------------------------------------------------------------------------------
-
-class _Batches:
-    """Callable generator of ``(x, y, w)`` batches over ``rows`` of ``source``; each call is one
-    epoch, shuffled by ``SeedSequence([seed, epoch])`` so that two pipelines with the same rows
-    and seed (images or cached features) visit the same batches in the same order."""
-
-    def __init__(self, source, rows, labels, weights, batch_size, *, shuffle, seed, transform):
-        self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
-        self.labels, self.weights = labels, weights
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.transform = transform
-        self.epoch = 0
-
-    def __call__(self):
-        rows = self.rows
-        if self.shuffle:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
-            rows = rows[rng.permutation(len(rows))]
-        self.epoch += 1
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start:start + self.batch_size]
-            order = np.argsort(batch)  # h5py reads increasing indices
-            data = np.empty((len(batch), *self.source.shape[1:]), dtype=np.float32)
-            data[order] = self.source[batch[order]]
-            y = self.labels[batch].astype(np.int32)
-            yield self.transform(data), y, self.weights[y].astype(np.float32)
-
-
-def _image_transform(batch):
-    return normalize(batch)[..., None]
-
-
-def make_pipeline(source, rows, labels, *, batch_size: int, shuffle: bool, seed: int = 0,
-                  class_weight: dict[int, float] | None = None, features: bool = False):
-    """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches over ``rows`` of ``source``.
-
-    ``source`` is the dataset's images (array or ``h5py.Dataset``, e-/s; normalised here) or,
-    with ``features=True``, an array of cached backbone features.  Batches are read lazily, so
-    an ``h5py.Dataset`` is streamed from the file; the next batches are prefetched.
-    """
-    import tensorflow as tf
-
-    labels = np.asarray(labels)
-    weights = np.ones(2, dtype=np.float32)
-    if class_weight is not None:
-        weights = np.array([class_weight[0], class_weight[1]], dtype=np.float32)
-    transform = (lambda b: b) if features else _image_transform
-    x_shape = (None, *source.shape[1:]) if features else (None, *source.shape[1:], 1)
-    gen = _Batches(source, rows, labels, weights, batch_size, shuffle=shuffle, seed=seed,
-                   transform=transform)
-    signature = (tf.TensorSpec(x_shape, tf.float32), tf.TensorSpec((None,), tf.int32),
-                 tf.TensorSpec((None,), tf.float32))
-    n_batches = -(-len(gen.rows) // batch_size)
-    ds = tf.data.Dataset.from_generator(gen, output_signature=signature)
-    return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(tf.data.AUTOTUNE)
-
-
-# --- the frozen fast path -----------------------------------------------------------------------
-
-def feature_extractor(model):
-    """The part of ``model`` before its ``head`` if nothing in it trains (a ``frozen`` transfer
-    model with the ``resize`` adapter), else None.  Its output is what the head sees."""
-    import keras
-
-    try:
-        head = model.get_layer("head")
-    except ValueError:
-        return None
-    # The head's input in *this* graph (``head.input`` is the nested model's own Input): the
-    # tensors of its first call, through the base-class property that Functional overrides.
-    features = keras.Operation.input.fget(head)
-    extractor = keras.Model(model.input, features, name=f"{model.name}_features")
-    if extractor.trainable_weights:
-        return None
-    return extractor
-
-
-def _weights_digest(extractor) -> str:
-    """A digest of what the extractor computes, its 'weights identity': input and output shapes,
-    the configuration of every layer but the weighted backbone (adapter sizes and scalings), and
-    the value of every weight in order.  Layer names are left out: Keras numbers unnamed layers
-    per process, and the same model built twice must hit the same cache."""
-    import keras
-
-    h = hashlib.sha256()
-    h.update(repr((extractor.input_shape, extractor.output_shape)).encode())
-    for layer in extractor.layers:
-        if isinstance(layer, keras.Model):
-            h.update(type(layer).__name__.encode())
-            continue
-        config = {k: v for k, v in layer.get_config().items() if k != "name"}
-        h.update(type(layer).__name__.encode() + json.dumps(config, sort_keys=True, default=str).encode())
-    for w in extractor.weights:
-        h.update(repr(tuple(w.shape)).encode())
-        h.update(np.ascontiguousarray(w.numpy()).tobytes())
-    return h.hexdigest()[:16]
-
-
-def cached_features(extractor, dataset, cache_dir: str | os.PathLike, *, model_name: str,
-                    batch_size: int = 64, verbose: int = 0) -> tuple[np.ndarray, Path]:
-    """Backbone features of every image of ``dataset``, computed once and cached on disk.
-
-    The file ``<cache_dir>/features-<model>-<dataset hash>-<weights digest>.h5`` holds a float32
-    ``(N, F)`` array; it is written atomically and reused whenever the dataset, the model and
-    its weights are the same.  Returns the features (in memory) and the file's path.
-    """
-    import h5py
-
-    digest = _weights_digest(extractor)
-    path = Path(cache_dir) / f"features-{model_name}-{dataset.config_hash}-{digest}.h5"
-    n = len(dataset)
-    if path.exists():
-        with h5py.File(path, "r") as f:
-            ok = (f.attrs.get("format") == FEATURES_FORMAT and f.attrs.get("complete", False)
-                  and f["features"].shape[0] == n)
-            if ok:
-                return f["features"][...], path
-    images = make_pipeline(dataset.images, np.arange(n), dataset.labels, batch_size=batch_size,
-                           shuffle=False)
-    features = extractor.predict(images, verbose=verbose).astype(np.float32)
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("features", data=features)
-        f.attrs.update(format=FEATURES_FORMAT, model=model_name, dataset_hash=dataset.config_hash,
-                       weights_digest=digest, complete=True)
-    return features, path
 
 
 # --- fitting ------------------------------------------------------------------------------------
@@ -369,8 +222,7 @@ def train(name: str, dataset, *, config: TrainingConfig | None = None, regime: s
             data.images.file.close()
 
 
-__all__ = ["FitResult", "cached_features", "class_weights", "feature_extractor", "fit", "make_pipeline",
-           "train", "cv_fit_predict", "score_rows"]
+__all__ = ["FitResult", "fit", "train", "cv_fit_predict", "score_rows"]
 
 
 # --- cross-validation -------------------------------------------------------------------------------

@@ -355,9 +355,9 @@ def test_flag_rates_by_bins_each_kind_and_leaves_out_what_has_no_value():
 def test_finder_rows_copy_the_trunk_and_freeze_it_for_the_fast_path(tmp_path):
     """build_model('finder'): the frozen row is the pretrained trunk under a new head, with the
     frozen fast path; finetune trains the trunk; scratch refuses weights."""
+    from lenslib.features import feature_extractor
     from lenslib.finder import build_finder
     from lenslib.models import build_model, save_model
-    from lenslib.train import feature_extractor
 
     pretrained = build_finder(seed=9)
     path = save_model(pretrained, tmp_path / "pretrained.keras")

@@ -12,17 +12,12 @@ keras = pytest.importorskip("keras")
 import lenslib  # noqa: E402
 from lenslib.config import TrainingConfig, get_profile  # noqa: E402
 from lenslib.dataset import load_dataset  # noqa: E402
+from lenslib.features import cached_features, feature_extractor  # noqa: E402
 from lenslib.models import backbone_of, build_model, predict  # noqa: E402
+from lenslib.pipeline import class_weights, make_pipeline  # noqa: E402
 from lenslib.preprocess import normalize  # noqa: E402
 from lenslib.splits import validation_split  # noqa: E402
-from lenslib.train import (  # noqa: E402
-    cached_features,
-    class_weights,
-    feature_extractor,
-    fit,
-    make_pipeline,
-    train,
-)
+from lenslib.train import fit, train  # noqa: E402
 
 
 @pytest.fixture(scope="module")

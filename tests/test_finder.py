@@ -451,6 +451,33 @@ def test_shards_simulated_on_dask_or_a_shard_per_process_are_the_same_bytes(smok
         np.testing.assert_array_equal(np.load(a.with_suffix(".x16.npy")), np.load(c.with_suffix(".x16.npy")))
 
 
+def _fail_first_shard_else_wait(config, data_dir, workers):
+    """A stand-in shard builder: the first shard fails at once, every other takes 3 s."""
+    import time
+
+    if config.seed == 0:
+        raise RuntimeError("shard 0 failed")
+    time.sleep(3)
+    return f"{data_dir}/{config.seed}.h5"
+
+
+def test_a_failed_shard_stops_the_pool_without_simulating_the_rest(tmp_path, monkeypatch):
+    """One shard per process: the first failure is raised once the shards already running end;
+    the queued ones never start (before, the pool simulated every remaining shard first)."""
+    import multiprocessing
+    import time
+
+    from lenslib.finder import shards
+
+    monkeypatch.setattr(shards, "_build_shard", _fail_first_shard_else_wait)
+    monkeypatch.setattr(shards, "_mp_context", lambda: multiprocessing.get_context("fork"))
+    configs = [SimulationConfig(n_lenses=2, n_nonlenses=2, seed=i) for i in range(12)]
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match="shard 0 failed"):
+        shards.simulate_shards(configs, tmp_path, workers=2, progress=False)
+    assert time.perf_counter() - start < 12  # 11 shards of 3 s on 2 processes would take 17 s
+
+
 def test_loading_the_shipped_finder_and_the_cli_do_not_import_the_simulator():
     """`lenslib predict`/`scan` and `lenslib --help` must not pay for lenstronomy (about 1.5 s),
     which only training the finder needs."""

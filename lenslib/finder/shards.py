@@ -107,9 +107,15 @@ def simulate_shards(configs: list[SimulationConfig], data_dir: str | os.PathLike
             # starts (imports, first-call caches) once per shard rather than once per shard per worker.
             with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
                 futures = [pool.submit(_build_shard, c, data_dir, 1) for c in configs]
-                for future in as_completed(futures):
-                    future.result()
-                    bar.update()
+                try:
+                    for future in as_completed(futures):
+                        future.result()
+                        bar.update()
+                except BaseException:
+                    # A failed shard (or Ctrl-C) stops the run now: the shards not yet started are
+                    # cancelled, those running finish (each is written atomically: kept for the rerun).
+                    pool.shutdown(cancel_futures=True)
+                    raise
                 return [Path(f.result()) for f in futures]
     from ..scan.scoring import dask_client as _dask_client
 

@@ -184,8 +184,10 @@ def test_describe_machine_names_the_device_and_backend():
 
     old = {"device": "CPU", "gpus": [], "cpu_count": 2, "tensorflow": "2.21.0"}  # a v1/v2 card
     assert describe_machine(old) == "CPU, 2 cores, TensorFlow 2.21.0"
-    gpu = {"device": "GPU", "gpus": ["gpu:0 NVIDIA H200"], "cpu_count": 16, "backend": "jax", "jax": "0.11.2"}
-    assert describe_machine(gpu) == "GPU (gpu:0 NVIDIA H200), 16 cores, JAX 0.11.2"
+    gpu = {"device": "GPU", "gpus": ["NVIDIA H200"], "cpu_count": 16, "backend": "jax", "jax": "0.11.2"}
+    assert describe_machine(gpu) == "GPU (NVIDIA H200), 16 cores, JAX 0.11.2"
+    eight = {**gpu, "gpus": ["NVIDIA H100"] * 8, "backend": "torch", "torch": "2.9.0"}
+    assert describe_machine(eight) == "GPU (8x NVIDIA H100), 16 cores, PyTorch 2.9.0"
 
 
 class _Kill:

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import subprocess
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def code_commit() -> str:
 
 
 def machine() -> dict:
-    """The machine a run used: CPU, cores, the Keras backend and its accelerators."""
+    """The machine a run used: CPU, cores, the Keras backend and its accelerators (``gpus``: one
+    model name per device, e.g. ``"NVIDIA H200"``, whichever backend found it)."""
     import keras
 
     backend = keras.backend.backend()
@@ -44,13 +46,14 @@ def machine() -> dict:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        gpus = [tf.config.experimental.get_device_details(d).get("device_name", d.name)
+                for d in tf.config.list_physical_devices("GPU")]
         info["tensorflow"] = tf.__version__
     elif backend == "jax":
         import jax
 
         accelerators = [d for d in jax.devices() if d.platform != "cpu"]
-        gpus = [f"{d.platform}:{d.id} {d.device_kind}" for d in accelerators]
+        gpus = [d.device_kind for d in accelerators]
         info["jax"] = jax.__version__
         if accelerators and accelerators[0].platform != "gpu":  # a TPU, say
             return {**info, "device": accelerators[0].platform.upper(), "gpus": gpus}
@@ -72,7 +75,8 @@ def describe_machine(machine_record: dict) -> str:
     version = machine_record.get(backend, "")
     device = machine_record["device"]
     if machine_record.get("gpus"):
-        device = f"{device} ({', '.join(machine_record['gpus'])})"
+        counts = Counter(machine_record["gpus"])
+        device = f"{device} ({', '.join(name if n == 1 else f'{n}x {name}' for name, n in counts.items())})"
     return (f"{device}, {machine_record['cpu_count']} cores, "
             f"{names.get(backend, backend)} {version}".rstrip())
 

@@ -1,4 +1,7 @@
-"""The thesis's augmentation (chapter 5.1): rotation, zoom, shear and flips of observed cutouts.
+"""Augmentation: the thesis's stored children (chapter 5.1) and the lossless transforms drawn
+afresh every epoch while a network trains.
+
+The thesis's augmentation: rotation, zoom, shear and flips of observed cutouts.
 
 As in the thesis (Keras's ``ImageDataGenerator``), the transforms act on the observed, noisy
 pixels with bilinear interpolation; they are drawn from a seeded generator and recorded, so an
@@ -58,3 +61,25 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: AugmentationCon
     """One randomly augmented copy of ``image`` and the parameters that made it."""
     params = draw_transform(rng, config)
     return apply_transform(image, params), params
+
+
+# --- on the fly -------------------------------------------------------------------------------
+
+def augment_batch(batch: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
+    """Random flips, quarter turns and shifts of up to ``max_shift`` pixels (edges reflected) of
+    a batch ``(N, H, W)``: no interpolation (pixel values are moved, never blended), so a network
+    trained on them sees new views of the same cutouts each epoch (the finder's stream, ``lenslib.train``
+    with ``TrainingConfig.augment_shift``)."""
+    n, h, w = batch.shape
+    out = np.empty((n, h, w), dtype=np.float32)
+    turns = rng.integers(0, 4, n)
+    flips = rng.integers(0, 2, n).astype(bool)
+    shifts = rng.integers(-max_shift, max_shift + 1, (n, 2))
+    pad = np.pad(batch, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)), mode="reflect") \
+        if max_shift else batch
+    for i in range(n):
+        dy, dx = shifts[i] + max_shift
+        img = pad[i, dy:dy + h, dx:dx + w]
+        img = np.rot90(img, turns[i])
+        out[i] = img[:, ::-1] if flips[i] else img
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import augment_batch
 from .preprocess import normalize
 
 
@@ -33,11 +34,12 @@ class _Batches:
     epoch, shuffled by ``SeedSequence([seed, epoch])`` so that two pipelines with the same rows
     and seed (images or cached features) visit the same batches in the same order."""
 
-    def __init__(self, source, rows, labels, weights, batch_size, *, shuffle, seed, transform):
+    def __init__(self, source, rows, labels, weights, batch_size, *, shuffle, seed, transform,
+                 augment_shift=None):
         self.source, self.rows = source, np.asarray(rows, dtype=np.int64)
         self.labels, self.weights = labels, weights
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.transform = transform
+        self.transform, self.augment_shift = transform, augment_shift
         self.epoch = 0
 
     def __call__(self):
@@ -45,6 +47,8 @@ class _Batches:
         if self.shuffle:
             rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
             rows = rows[rng.permutation(len(rows))]
+        # Its own stream, so that augmenting leaves the order of the batches unchanged.
+        views = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, 1]))
         self.epoch += 1
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start:start + self.batch_size]
@@ -52,7 +56,10 @@ class _Batches:
             data = np.empty((len(batch), *self.source.shape[1:]), dtype=np.float32)
             data[order] = self.source[batch[order]]
             y = self.labels[batch].astype(np.int32)
-            yield self.transform(data), y, self.weights[y].astype(np.float32)
+            x = self.transform(data)
+            if self.augment_shift is not None:
+                x = augment_batch(x[..., 0], views, self.augment_shift)[..., None]
+            yield x, y, self.weights[y].astype(np.float32)
 
 
 def _image_transform(batch):
@@ -60,12 +67,15 @@ def _image_transform(batch):
 
 
 def make_pipeline(source, rows, labels, *, batch_size: int, shuffle: bool, seed: int = 0,
-                  class_weight: dict[int, float] | None = None, features: bool = False):
+                  class_weight: dict[int, float] | None = None, features: bool = False,
+                  augment_shift: int | None = None):
     """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches over ``rows`` of ``source``.
 
     ``source`` is the dataset's images (array or ``h5py.Dataset``, e-/s; normalised here) or,
     with ``features=True``, an array of cached backbone features.  Batches are read lazily, so
     an ``h5py.Dataset`` is streamed from the file; the next batches are prefetched.
+    ``augment_shift`` (images only): every cutout flipped, turned and shifted by up to that many
+    pixels (:func:`lenslib.augment.augment_batch`), drawn afresh each epoch from ``seed``.
     """
     import tensorflow as tf
 
@@ -73,10 +83,12 @@ def make_pipeline(source, rows, labels, *, batch_size: int, shuffle: bool, seed:
     weights = np.ones(2, dtype=np.float32)
     if class_weight is not None:
         weights = np.array([class_weight[0], class_weight[1]], dtype=np.float32)
+    if features and augment_shift is not None:
+        raise ValueError("augment_shift transforms images; cached features cannot be augmented")
     transform = (lambda b: b) if features else _image_transform
     x_shape = (None, *source.shape[1:]) if features else (None, *source.shape[1:], 1)
     gen = _Batches(source, rows, labels, weights, batch_size, shuffle=shuffle, seed=seed,
-                   transform=transform)
+                   transform=transform, augment_shift=augment_shift)
     signature = (tf.TensorSpec(x_shape, tf.float32), tf.TensorSpec((None,), tf.int32),
                  tf.TensorSpec((None,), tf.float32))
     n_batches = -(-len(gen.rows) // batch_size)

@@ -176,7 +176,9 @@ def fit(model, dataset, *, config: TrainingConfig | None = None, indices=None, v
             epochs = min(epochs, config.end_to_end_epochs)
         common = dict(batch_size=config.batch_size, seed=config.seed, class_weight=weights,
                       features=is_features)
-        train_ds = make_pipeline(source, train_rows, data.labels, shuffle=True, **common)
+        augment = None if is_features else config.augment_shift  # views of images, not of features
+        train_ds = make_pipeline(source, train_rows, data.labels, shuffle=True, augment_shift=augment,
+                                 **common)
         val_ds = make_pipeline(source, val_rows, data.labels, shuffle=False, **common)
 
         trained.compile(optimizer=make_optimizer(config.optimizer, config.learning_rate),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lenslib.augment import apply_transform, augment, draw_transform
+from lenslib.augment import apply_transform, augment, augment_batch, draw_transform
 from lenslib.config import AugmentationConfig
 
 IDENTITY = {"rotation_deg": 0.0, "zoom": 1.0, "shear_deg": 0.0, "flip_h": False, "flip_v": False}
@@ -52,3 +52,15 @@ def test_augment_returns_image_and_parameters(image):
     np.testing.assert_allclose(out, apply_transform(image, params))
     with pytest.raises(ValueError, match="2-D"):
         apply_transform(image[None], params)
+
+
+def test_augment_batch_turns_flips_and_shifts_without_changing_pixels():
+    rng = np.random.default_rng(0)
+    batch = rng.normal(size=(20, 12, 12)).astype("float32")
+    out = augment_batch(batch, np.random.default_rng(1), max_shift=0)
+    for a, b in zip(batch, out):  # a dihedral transform keeps every pixel value
+        assert any(np.array_equal(np.rot90(a, k)[:, ::f], b) for k in range(4) for f in (1, -1))
+    assert not np.array_equal(out, batch)
+    shifted = augment_batch(batch, np.random.default_rng(2), max_shift=3)
+    np.testing.assert_array_equal(shifted, augment_batch(batch, np.random.default_rng(2), max_shift=3))
+    assert shifted.shape == batch.shape and not np.array_equal(shifted, out)

@@ -10,7 +10,7 @@ import pytest
 
 from lenslib.config import SIMULATOR_VERSION, FinderRecipe, SimulationConfig, config_to_dict, get_profile
 from lenslib.finder.benchmark import TARGETS, check_targets, flag_rates
-from lenslib.finder.shards import ShardStream, augment_batch, shard_config, shard_configs
+from lenslib.finder.shards import ShardStream, shard_config, shard_configs
 
 
 def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
@@ -63,18 +63,6 @@ def test_shards_are_distinct_balanced_parents_of_the_default_sky():
         assert same == SimulationConfig()
     with pytest.raises(ValueError, match="shard index"):
         shard_config(recipe, recipe.n_shards)
-
-
-def test_augment_batch_turns_flips_and_shifts_without_changing_pixels():
-    rng = np.random.default_rng(0)
-    batch = rng.normal(size=(20, 12, 12)).astype("float32")
-    out = augment_batch(batch, np.random.default_rng(1), max_shift=0)
-    for a, b in zip(batch, out):  # a dihedral transform keeps every pixel value
-        assert any(np.array_equal(np.rot90(a, k)[:, ::f], b) for k in range(4) for f in (1, -1))
-    assert not np.array_equal(out, batch)
-    shifted = augment_batch(batch, np.random.default_rng(2), max_shift=3)
-    np.testing.assert_array_equal(shifted, augment_batch(batch, np.random.default_rng(2), max_shift=3))
-    assert shifted.shape == batch.shape and not np.array_equal(shifted, out)
 
 
 @pytest.fixture(scope="module")

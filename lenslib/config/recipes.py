@@ -44,6 +44,10 @@ class TrainingConfig:
     #: Cap on epochs for networks trained end to end (LensFlow, DeepLens, the finetune and scratch
     #: regimes), which cost 10-100x more per epoch than a head on cached features; None: ``epochs``.
     end_to_end_epochs: int | None = None
+    #: Networks trained on images (not a frozen head on cached features) see every training cutout
+    #: flipped, turned by a multiple of 90 degrees and shifted by up to this many pixels, drawn
+    #: afresh each epoch (:func:`lenslib.augment.augment_batch`); None: the cutouts as stored.
+    augment_shift: int | None = None
 
     def __post_init__(self):
         o = "TrainingConfig"
@@ -64,6 +68,8 @@ class TrainingConfig:
         check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
         if self.end_to_end_epochs is not None:
             check_range(o, "end_to_end_epochs", self.end_to_end_epochs, 1, 10_000, integer=True)
+        if self.augment_shift is not None:
+            check_range(o, "augment_shift", self.augment_shift, 0, 32, integer=True)
 
 
 #: The non-lens mix of the finder's hard-negative shards: the lenses' twins and the look-alikes the

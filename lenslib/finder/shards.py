@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..augment import augment_batch
 from ..config import FinderRecipe, SimulationConfig
 from ..dataset import build_dataset, dataset_path, load_dataset
 from ..dataset.build import _mp_context
@@ -149,23 +150,6 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
 def _in_memory(shard: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     images, labels = shard
     return np.array(images), labels  # a copy in memory, not the memory map
-
-
-def augment_batch(batch: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
-    """Random flips, quarter turns and shifts of up to ``max_shift`` pixels (edges reflected)."""
-    n, h, w = batch.shape
-    out = np.empty((n, h, w), dtype=np.float32)
-    turns = rng.integers(0, 4, n)
-    flips = rng.integers(0, 2, n).astype(bool)
-    shifts = rng.integers(-max_shift, max_shift + 1, (n, 2))
-    pad = np.pad(batch, ((0, 0), (max_shift, max_shift), (max_shift, max_shift)), mode="reflect") \
-        if max_shift else batch
-    for i in range(n):
-        dy, dx = shifts[i] + max_shift
-        img = pad[i, dy:dy + h, dx:dx + w]
-        img = np.rot90(img, turns[i])
-        out[i] = img[:, ::-1] if flips[i] else img
-    return out
 
 
 class ShardStream:

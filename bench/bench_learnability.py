@@ -44,10 +44,12 @@ def ratio(a: float, b: float) -> str:
 def run(args, data_dir: str) -> None:
     config = SimulationConfig(seed=args.seed)
     print(f"cores available: {os.cpu_count()}; data directory: {data_dir}")
+    shift = args.augment_shift
+    augmented = "" if shift is None else f", views drawn each epoch (shifts <= {shift} px)"
     print(f"sky: default SimulationConfig (seed {config.seed}), {args.n_images} images, "
-          f"LensFlow from scratch, {args.epochs} epochs")
+          f"LensFlow from scratch, {args.epochs} epochs{augmented}")
     result = learnability(config, n_images=args.n_images, epochs=args.epochs, data_dir=data_dir,
-                          seed=args.split_seed, workers=args.workers)
+                          seed=args.split_seed, workers=args.workers, augment_shift=args.augment_shift)
     sec, report, fit = result.seconds, result.report, result.fit
     n = result.config.n_images
     print(f"dataset {config_hash(result.config)}: {'loaded from cache' if result.cached else 'simulated'} "
@@ -100,6 +102,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="simulation processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=SimulationConfig().seed, help="seed of the training sky")
     parser.add_argument("--split-seed", type=int, default=1, help="hold-out split and training seed")
+    parser.add_argument("--augment-shift", type=int, default=None,
+                        help="train on flips, quarter turns and shifts of up to this many pixels, "
+                             "drawn afresh each epoch (TrainingConfig.augment_shift; default: the "
+                             "images as stored)")
     args = parser.parse_args()
     if args.data_dir is not None:
         run(args, args.data_dir)

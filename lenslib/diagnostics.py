@@ -299,7 +299,8 @@ class LearnabilityResult:
 
 def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int = 8,
                  test_fraction: float = 0.2, seed: int = 1, data_dir: str | os.PathLike | None = None,
-                 training: TrainingConfig | None = None, workers: int | None = None) -> LearnabilityResult:
+                 training: TrainingConfig | None = None, workers: int | None = None,
+                 augment_shift: int | None = None) -> LearnabilityResult:
     """Can LensFlow learn what a lens is on this sky?  The fixed recipe of issue 11.
 
     Simulates ``config`` with ``n_images`` distinct images (half lenses; no augmented copies: the
@@ -309,8 +310,8 @@ def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int 
     stopping), evaluates on the hold-out and runs :func:`shortcut_test` on all rows.
 
     ``training`` defaults to ``TrainingConfig(epochs=epochs, end_to_end_epochs=epochs, patience=3,
-    upsample=1, seed=seed)``; when given it is used as is (``epochs`` is ignored).  ``workers``:
-    simulation processes (default all cores).
+    upsample=1, seed=seed, augment_shift=augment_shift)``; when given it is used as is (``epochs``
+    and ``augment_shift`` are ignored).  ``workers``: simulation processes (default all cores).
     """
     from .dataset import dataset_path, get_dataset
     from .splits import validation_split
@@ -318,7 +319,8 @@ def learnability(config: SimulationConfig, *, n_images: int = 6000, epochs: int 
 
     sky = _sized(config, n_images, augment_copies=0)
     if training is None:
-        training = TrainingConfig(epochs=epochs, end_to_end_epochs=epochs, patience=3, upsample=1, seed=seed)
+        training = TrainingConfig(epochs=epochs, end_to_end_epochs=epochs, patience=3, upsample=1, seed=seed,
+                                  augment_shift=augment_shift)
     seconds, cached = {}, dataset_path(sky, data_dir).exists()
     start = time.perf_counter()
     data = get_dataset(sky, data_dir, workers=workers)

@@ -1,5 +1,5 @@
-"""Augmentation: the thesis's stored children (chapter 5.1) and the lossless transforms drawn
-afresh every epoch while a network trains.
+"""Augmentation: the thesis's stored children (chapter 5.1) and the interpolation-free transforms
+drawn afresh every epoch while a network trains.
 
 The thesis's augmentation: rotation, zoom, shear and flips of observed cutouts.
 

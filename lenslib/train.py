@@ -12,10 +12,9 @@ loss; the best epoch's weights are restored and written atomically to ``checkpoi
 **Frozen fast path.**  A transfer model in the ``frozen`` regime with the fixed ``resize``
 adapter computes exactly the same backbone features for an image in every epoch.  The fast path
 computes them once per image, caches them on disk (:func:`lenslib.features.cached_features`)
-and trains only the head
-on them, with the same batches, class weights and dropout seeds as end-to-end training; the
-head it trains is the model's own, so the returned model is complete.  The same code runs on a
-GPU when TensorFlow sees one and on the CPU otherwise.
+and trains only the head on them, with the same batches, class weights and dropout seeds as
+end-to-end training; the head it trains is the model's own, so the returned model is complete.
+The same code runs on a GPU when TensorFlow sees one and on the CPU otherwise.
 """
 
 from __future__ import annotations

@@ -82,3 +82,26 @@ def test_row_medians_equal_numpys_and_survive_a_missed_bracket():
     tricky[:, ::16] += 100.0
     np.testing.assert_array_equal(row_medians(tricky), np.median(tricky, axis=1))
     assert row_medians(np.arange(7.0)[None]).tolist() == [3.0]  # short rows: numpy itself
+
+
+def test_compiled_selection_puts_the_kth_value_in_place_for_any_order():
+    from lenslib._medians import _select
+
+    rng = np.random.default_rng(11)
+    for trial in range(400):
+        n = int(rng.integers(1, 2_000))
+        kind = trial % 4
+        if kind == 0:
+            values = rng.normal(size=n)
+        elif kind == 1:  # few distinct values: the pivot's ties end the search
+            values = rng.integers(0, int(rng.integers(1, 6)), n).astype(float)
+        elif kind == 2:  # sorted, then reversed: median-of-three must still make progress
+            values = np.sort(rng.normal(size=n))[:: 1 if trial % 8 == 2 else -1].copy()
+        else:  # organ pipe
+            half = np.sort(rng.normal(size=n // 2 + 1))
+            values = np.concatenate([half, half[::-1]])[:n].copy()
+        k = int(rng.integers(0, n))
+        work = values.copy()
+        assert _select(work, 0, n - 1, k) == np.partition(values, k)[k]
+        assert (work[:k] <= work[k]).all() and (work[k:] >= work[k]).all()
+        np.testing.assert_array_equal(np.sort(work), np.sort(values))  # a permutation, nothing lost

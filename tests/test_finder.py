@@ -33,7 +33,8 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
                                           ("shard_parents", 1), ("epochs", 0),
                                           ("learning_rate", -1.0), ("max_shift", 40), ("widths", (16,)),
                                           ("name", "a b"), ("twin_neighbour_fraction", 2.0),
-                                          ("hard_negative_shards", -1),
+                                          ("hard_negative_shards", -1), ("extra_negative_shards", 1.5),
+                                          ("extra_negative_kinds", (("ring", 1.0),)),
                                           ("hard_negative_kinds", (("lens", 1.0),)),
                                           ("hard_negative_kinds", ()), ("initial_finder", "v1 weights")])
 def test_recipe_refuses_bad_values_naming_the_field(field, value):
@@ -42,20 +43,23 @@ def test_recipe_refuses_bad_values_naming_the_field(field, value):
 
 
 def test_shards_are_distinct_balanced_parents_of_the_default_sky():
-    recipe = FinderRecipe(train_parents=10_000, shard_parents=2_000, hard_negative_shards=2)
+    recipe = FinderRecipe(train_parents=10_000, shard_parents=2_000, hard_negative_shards=2,
+                          extra_negative_shards=1, extra_negative_kinds=(("companion", 1.0),))
     configs = shard_configs(recipe)
-    assert len(configs) == recipe.n_shards == 7 and recipe.n_default_shards == 5
-    default, hard = configs[:5], configs[5:]
+    assert len(configs) == recipe.n_shards == 8 and recipe.n_default_shards == 5
+    default, hard, extra = configs[:5], configs[5:7], configs[7:]
     assert [c.n_images for c in default] == [recipe.shard_parents] * 5  # equal shards, always
-    assert [c.n_images for c in hard] == [recipe.shard_parents] * 2
+    assert [c.n_images for c in hard + extra] == [recipe.shard_parents] * 3
     val = shard_config(recipe, 0, validation=True)
     seeds = [c.seed for c in configs] + [val.seed]
     assert len(set(seeds)) == len(seeds)
     for c in configs + [val]:
         assert c.augment_copies == 0 and abs(c.n_lenses - c.n_nonlenses) <= 1
         assert c.twin_neighbour_fraction == recipe.twin_neighbour_fraction
-        # Everything else is the default sky; hard-negative shards change only the non-lens mix.
-        mix = recipe.hard_negative_kinds if c in hard else SimulationConfig().nonlens_kinds
+        # Everything else is the default sky; hard- and extra-negative shards change only the
+        # non-lens mix.
+        mix = (recipe.hard_negative_kinds if c in hard else recipe.extra_negative_kinds if c in extra
+               else SimulationConfig().nonlens_kinds)
         assert c.nonlens_kinds == mix
         same = dataclasses.replace(c, n_lenses=15000, n_nonlenses=13239, augment_copies=2, seed=2018,
                                    twin_neighbour_fraction=0.0,

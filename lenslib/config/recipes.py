@@ -88,7 +88,9 @@ class FinderRecipe:
     a lenslib dataset of the default sky with ``twin_neighbour_fraction`` of its same-population
     non-lenses carrying an unlensed neighbour, then ``hard_negative_shards`` more shards whose
     non-lenses follow ``hard_negative_kinds`` (more of the look-alikes a finder confuses with
-    lenses; lenses stay half of every shard).  ``validation_parents`` images of another seed are
+    lenses), then ``extra_negative_shards`` whose non-lenses follow ``extra_negative_kinds`` (by
+    default companions alone, the look-alike every finder so far flags most); lenses stay half of
+    every shard.  ``validation_parents`` images of another seed are
     scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
     starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
     new finder continues its training).
@@ -107,6 +109,8 @@ class FinderRecipe:
     seed: int = 2026
     hard_negative_shards: int = 6
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
+    extra_negative_shards: int = 0
+    extra_negative_kinds: tuple = (("companion", 1.0),)
     initial_finder: str = "lenslib-finder-v3"  # "" trains from random weights
 
     def __post_init__(self):
@@ -131,6 +135,8 @@ class FinderRecipe:
         check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
         check_range(o, "hard_negative_shards", self.hard_negative_shards, 0, 100_000, integer=True)
         check_mix(o, "hard_negative_kinds", self.hard_negative_kinds, NONLENS_KINDS)
+        check_range(o, "extra_negative_shards", self.extra_negative_shards, 0, 100_000, integer=True)
+        check_mix(o, "extra_negative_kinds", self.extra_negative_kinds, NONLENS_KINDS)
         if not (isinstance(self.initial_finder, str) and self.initial_finder.replace("-", "").replace(
                 "_", "").replace(".", "").isalnum() or self.initial_finder == ""):
             fail(o, "initial_finder", "a shipped finder's name, or '' for random weights",
@@ -143,4 +149,13 @@ class FinderRecipe:
 
     @property
     def n_shards(self) -> int:
-        return self.n_default_shards + self.hard_negative_shards
+        return self.n_default_shards + self.hard_negative_shards + self.extra_negative_shards
+
+    def nonlens_mix(self, index: int) -> tuple | None:
+        """The non-lens mix of training shard ``index``: None for the sky's own (the default
+        shards), else the hard-negative or the extra-negative kinds."""
+        if index < self.n_default_shards:
+            return None
+        if index < self.n_default_shards + self.hard_negative_shards:
+            return self.hard_negative_kinds
+        return self.extra_negative_kinds

@@ -37,12 +37,13 @@ def shard_config(recipe: FinderRecipe, index: int, *, sky: SimulationConfig | No
                  validation: bool = False) -> SimulationConfig:
     """The sky of training shard ``index`` (or of the validation set): ``sky`` (default: the
     default sky) with the recipe's counts, neighbour fraction, no stored augmentation and a seed
-    of its own; shards from ``recipe.n_default_shards`` on are hard-negative shards, whose
-    non-lenses follow ``recipe.hard_negative_kinds``."""
+    of its own; shards from ``recipe.n_default_shards`` on are hard- or extra-negative shards,
+    whose non-lenses follow the recipe's mix for them (:meth:`FinderRecipe.nonlens_mix`)."""
     sky = SimulationConfig() if sky is None else sky
     if not 0 <= index < recipe.n_shards:
         raise ValueError(f"shard index must be in [0, {recipe.n_shards}) for this recipe (got {index})")
-    hard = not validation and index >= recipe.n_default_shards
+    mix = None if validation else recipe.nonlens_mix(index)
+    hard = mix is not None
     if validation:
         n = recipe.validation_parents
     elif hard:
@@ -50,7 +51,7 @@ def shard_config(recipe: FinderRecipe, index: int, *, sky: SimulationConfig | No
     else:
         n = min(recipe.shard_parents, recipe.train_parents - index * recipe.shard_parents)
     seed = recipe.seed * 1_000_003 + (999_999 if validation else index)
-    changes = {"nonlens_kinds": recipe.hard_negative_kinds} if hard else {}
+    changes = {"nonlens_kinds": mix} if hard else {}
     return dataclasses.replace(sky, n_lenses=n // 2, n_nonlenses=n - n // 2, augment_copies=0,
                                twin_neighbour_fraction=recipe.twin_neighbour_fraction, seed=seed, **changes)
 

@@ -83,8 +83,9 @@ def test_stream_visits_every_image_once_per_epoch_in_a_seeded_order(smoke_shards
     stream = ShardStream(shards, batch_size=32, max_shift=2, seed=5)
     first = [(x.copy(), y.copy()) for x, y in stream()]
     second = list(stream())
-    n_images = recipe.train_parents + recipe.hard_negative_shards * recipe.shard_parents
-    assert stream.n_images == n_images == sum(len(y) for _, y in first) == 240
+    n_extra = recipe.hard_negative_shards + recipe.extra_negative_shards
+    n_images = recipe.train_parents + n_extra * recipe.shard_parents
+    assert stream.n_images == n_images == sum(len(y) for _, y in first) == 320
     assert len(first) == len(stream)
     assert sum(int(y.sum()) for _, y in first) == n_images // 2
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(first, second))  # epochs differ
@@ -222,7 +223,7 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
 
     card = read_card(resumed.card_path)
     assert card["recipe"] == config_to_dict(recipe)
-    assert card["epochs"] == 3 and card["images_seen"] == 3 * card["distinct_images"] == 3 * 240
+    assert card["epochs"] == 3 and card["images_seen"] == 3 * card["distinct_images"] == 3 * 320
     assert card["initial_finder"] is None
     assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
     with pytest.raises(ValueError, match="another recipe"):

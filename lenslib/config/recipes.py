@@ -96,22 +96,22 @@ class FinderRecipe:
     new finder continues its training).
     """
 
-    name: str = "lenslib-finder-v5"
+    name: str = "lenslib-finder-v6"
     train_parents: int = 100_000
     shard_parents: int = 5_000
     validation_parents: int = 4_000
     epochs: int = 4
     batch_size: int = 128
-    learning_rate: float = 2e-4
+    learning_rate: float = 1.5e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
     seed: int = 2026
     hard_negative_shards: int = 6
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
-    extra_negative_shards: int = 6
+    extra_negative_shards: int = 10
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v4"  # "" trains from random weights
+    initial_finder: str = "lenslib-finder-v5"  # "" trains from random weights
 
     def __post_init__(self):
         o = "FinderRecipe"

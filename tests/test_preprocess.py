@@ -82,6 +82,9 @@ def test_row_medians_equal_numpys_and_survive_a_missed_bracket():
     tricky[:, ::16] += 100.0
     np.testing.assert_array_equal(row_medians(tricky), np.median(tricky, axis=1))
     assert row_medians(np.arange(7.0)[None]).tolist() == [3.0]  # short rows: numpy itself
+    single = rng.normal(size=(4, 4_000)).astype(np.float32)  # numpy averages float32 in float32
+    assert row_medians(single).dtype == np.float32
+    np.testing.assert_array_equal(row_medians(single), np.median(single, axis=1))
 
 
 def test_compiled_selection_puts_the_kth_value_in_place_for_any_order():

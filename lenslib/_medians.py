@@ -3,11 +3,12 @@
 Imported on first use by :mod:`lenslib.preprocess` (numba's import and the kernels' compilation,
 cached on disk after the first run, stay out of ``import lenslib``).
 
-Each row's middle rank is bracketed from every ``step``-th value; one branch-free pass counts
+Each row's middle rank is bracketed from every ``_STEP``-th value; one branch-free pass counts
 the values below the bracket and copies those inside it to a buffer; only the buffer (about a
-sixth of the row) goes through a quickselect.  A row whose bracket misses its middle is partitioned whole.
-The result is numpy's to the bit: the same middle values, averaged as ``np.median`` averages
-them.  The kernels release the GIL, so a scan normalises in one thread while TensorFlow runs.
+sixth of the row) goes through a quickselect.  A row whose bracket misses its middle is
+partitioned whole.  The result is numpy's to the bit: the same middle values, averaged as
+``np.median`` averages them.  The kernels release the GIL, so a scan normalises in one thread
+while TensorFlow runs.
 """
 
 from __future__ import annotations

@@ -43,15 +43,14 @@ def shard_config(recipe: FinderRecipe, index: int, *, sky: SimulationConfig | No
     if not 0 <= index < recipe.n_shards:
         raise ValueError(f"shard index must be in [0, {recipe.n_shards}) for this recipe (got {index})")
     mix = None if validation else recipe.nonlens_mix(index)
-    hard = mix is not None
     if validation:
         n = recipe.validation_parents
-    elif hard:
+    elif mix is not None:
         n = recipe.shard_parents
     else:
         n = min(recipe.shard_parents, recipe.train_parents - index * recipe.shard_parents)
     seed = recipe.seed * 1_000_003 + (999_999 if validation else index)
-    changes = {"nonlens_kinds": mix} if hard else {}
+    changes = {} if mix is None else {"nonlens_kinds": mix}
     return dataclasses.replace(sky, n_lenses=n // 2, n_nonlenses=n - n // 2, augment_copies=0,
                                twin_neighbour_fraction=recipe.twin_neighbour_fraction, seed=seed, **changes)
 

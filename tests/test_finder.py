@@ -36,7 +36,9 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
                                           ("hard_negative_shards", -1), ("extra_negative_shards", 1.5),
                                           ("extra_negative_kinds", (("ring", 1.0),)),
                                           ("hard_negative_kinds", (("lens", 1.0),)),
-                                          ("hard_negative_kinds", ()), ("initial_finder", "v1 weights")])
+                                          ("hard_negative_kinds", ()), ("initial_finder", "v1 weights"),
+                                          ("teacher", "v1 weights"), ("teacher_weight", 0.5),
+                                          ("teacher_transforms", 3)])
 def test_recipe_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"FinderRecipe.{field}"):
         FinderRecipe(**{field: value})
@@ -489,3 +491,74 @@ def test_loading_the_shipped_finder_and_the_cli_do_not_import_the_simulator():
             "print('lenstronomy' in sys.modules, 'lenslib.finder.training' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_distilled_stream_blends_each_rows_label_with_its_own_teacher_score(smoke_shards):
+    """The soft target of every row is its label blended with the teacher's score for that very
+    image: teacher scores that name their (shard, row) show which image each target belongs to."""
+    from lenslib.finder.shards import load_normalized
+
+    _, _, shards = smoke_shards
+    held = [load_normalized(s) for s in shards]
+    ids = [(k * 1000 + np.arange(len(y))) / 1e6 for k, (_, y) in enumerate(held)]
+    plain = ShardStream(shards, batch_size=32, max_shift=0, seed=5)
+    named = ShardStream(shards, batch_size=32, max_shift=0, seed=5, teacher=ids, teacher_weight=1.0)
+    blended = ShardStream(shards, batch_size=32, max_shift=0, seed=5, teacher=ids, teacher_weight=0.25)
+    seen = []
+    for (x, y), (x1, t1), (x2, t2) in zip(plain(), named(), blended(), strict=True):
+        np.testing.assert_array_equal(x, x1)
+        np.testing.assert_array_equal(x, x2)
+        assert t1.dtype == t2.dtype == np.float32 and t1.shape == t2.shape == (len(y), 2)
+        np.testing.assert_allclose(t2.sum(axis=1), 1.0, rtol=1e-6)
+        for image, label, code, soft in zip(x, y, t1[:, 1], t2[:, 1]):
+            shard, row = divmod(int(round(code * 1e6)), 1000)
+            seen.append((shard, row))
+            assert label == held[shard][1][row]
+            # no shift: the image is a flip or quarter turn of that row's, the same pixel values
+            np.testing.assert_array_equal(np.sort(image.ravel()),
+                                          np.sort(np.asarray(held[shard][0][row], np.float32).ravel()))
+            assert soft == pytest.approx(0.75 * label + 0.25 * code, abs=1e-6)
+    assert len(seen) == len(set(seen)) == plain.n_images
+    with pytest.raises(ValueError, match="one array of scores per shard"):
+        ShardStream(shards, batch_size=32, max_shift=0, seed=5, teacher=ids[:1], teacher_weight=1.0)
+
+
+def test_teacher_scores_are_the_teachers_averaged_scores_cached_beside_each_shard(smoke_shards, monkeypatch):
+    from lenslib.finder import shards as shards_module
+    from lenslib.finder.shards import load_normalized, teacher_path, teacher_scores
+    from lenslib.models import load_model
+    from lenslib.models.io import predict_normalized
+
+    _, _, shards = smoke_shards
+    (scores,) = teacher_scores(shards[:1], "lenslib-finder-v1", transforms=2, progress=False)
+    images, _ = load_normalized(shards[0])
+    expected = predict_normalized(load_model("lenslib-finder-v1"), np.asarray(images, np.float32),
+                                  transforms=2)
+    np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-6)
+    path = teacher_path(shards[0], "lenslib-finder-v1", 2)
+    assert path.is_file() and path.parent == shards[0].parent
+
+    def no_model(name):
+        raise AssertionError("the cached scores should be read, not recomputed")
+
+    monkeypatch.setattr("lenslib.models.load_model", no_model)
+    np.testing.assert_array_equal(teacher_scores(shards[:1], "lenslib-finder-v1", transforms=2,
+                                                 progress=False)[0], scores)
+    np.save(path, scores[:-1])
+    with pytest.raises(ValueError, match="delete it"):
+        shards_module.teacher_scores(shards[:1], "lenslib-finder-v1", transforms=2, progress=False)
+    path.unlink()
+
+
+def test_a_distilled_recipe_trains_on_soft_targets_and_its_card_names_the_teacher(smoke_shards, tmp_path):
+    from lenslib.finder import read_card, train_finder
+    from lenslib.finder.shards import teacher_path
+
+    recipe, data_dir, shards = smoke_shards
+    recipe = dataclasses.replace(recipe, epochs=1, teacher="lenslib-finder-v1", teacher_weight=0.5,
+                                 teacher_transforms=2)
+    run = train_finder(recipe, tmp_path / "run", data_dir=data_dir, workers=1, verbose=0)
+    assert run.finished and np.isfinite(run.history[0]["loss"])
+    assert all(teacher_path(s, "lenslib-finder-v1", 2).is_file() for s in shards)
+    card = read_card(run.card_path)
+    assert card["recipe"]["teacher"] == "lenslib-finder-v1" and card["recipe"]["teacher_weight"] == 0.5

@@ -78,6 +78,12 @@ HARD_NEGATIVE_KINDS = (("elliptical", 0.30), ("companion", 0.35), ("ring_galaxy"
                        ("spiral", 0.08), ("merger", 0.07), ("tidal_features", 0.10))
 
 
+def _finder_name(value) -> bool:
+    """A shipped finder's name (letters, digits, '-', '_', '.'), or ''."""
+    return isinstance(value, str) and (value == "" or value.replace("-", "").replace("_", "").replace(
+        ".", "").isalnum())
+
+
 @dataclass(frozen=True)
 class FinderRecipe:
     """How the lenslib finder is trained (:func:`lenslib.finder.train_finder`).
@@ -93,7 +99,10 @@ class FinderRecipe:
     every shard.  ``validation_parents`` images of another seed are
     scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
     starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
-    new finder continues its training).
+    new finder continues its training).  With a ``teacher`` (a shipped finder), each target blends
+    the label with the teacher's score averaged over ``teacher_transforms`` flips and quarter
+    turns, ``teacher_weight`` of it the teacher's (knowledge distillation: the student learns the
+    teacher's test-time-averaged scores at the cost of one pass).
     """
 
     name: str = "lenslib-finder-v6"
@@ -112,6 +121,9 @@ class FinderRecipe:
     extra_negative_shards: int = 10
     extra_negative_kinds: tuple = (("companion", 1.0),)
     initial_finder: str = "lenslib-finder-v5"  # "" trains from random weights
+    teacher: str = ""  # a shipped finder whose scores are soft targets ("" for the labels alone)
+    teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
+    teacher_transforms: int = 8  # the teacher's score: the mean over this many flips and turns
 
     def __post_init__(self):
         o = "FinderRecipe"
@@ -137,10 +149,17 @@ class FinderRecipe:
         check_mix(o, "hard_negative_kinds", self.hard_negative_kinds, NONLENS_KINDS)
         check_range(o, "extra_negative_shards", self.extra_negative_shards, 0, 100_000, integer=True)
         check_mix(o, "extra_negative_kinds", self.extra_negative_kinds, NONLENS_KINDS)
-        if not (isinstance(self.initial_finder, str) and self.initial_finder.replace("-", "").replace(
-                "_", "").replace(".", "").isalnum() or self.initial_finder == ""):
+        if not _finder_name(self.initial_finder):
             fail(o, "initial_finder", "a shipped finder's name, or '' for random weights",
-                  self.initial_finder)
+                 self.initial_finder)
+        if not _finder_name(self.teacher):
+            fail(o, "teacher", "a shipped finder's name, or '' for no teacher", self.teacher)
+        if self.teacher:
+            check_range(o, "teacher_weight", self.teacher_weight, 0.0, 1.0, low_open=True)
+        elif self.teacher_weight != 0:
+            fail(o, "teacher_weight", "0 when there is no teacher", self.teacher_weight)
+        if self.teacher_transforms not in (1, 2, 4, 8) or isinstance(self.teacher_transforms, bool):
+            fail(o, "teacher_transforms", "one of 1, 2, 4 or 8", self.teacher_transforms)
 
     @property
     def n_default_shards(self) -> int:

@@ -147,6 +147,42 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def teacher_path(shard: Path, teacher: str, transforms: int) -> Path:
+    """Where the scores of ``teacher`` on a shard's images are cached."""
+    return shard.with_suffix(f".{teacher}-t{transforms}.npy")
+
+
+def teacher_scores(shards: list[Path], teacher: str, *, transforms: int = 8, batch_size: int = 512,
+                   progress: bool | None = None) -> list[np.ndarray]:
+    """Per shard, the lens probability the shipped finder ``teacher`` gives each image, averaged
+    over ``transforms`` flips and quarter turns (float32, cached beside the shard, written
+    atomically): the soft targets of a distilled recipe (``FinderRecipe.teacher``)."""
+    from tqdm import tqdm
+
+    from ..models import load_model
+    from ..models.io import predict_normalized
+
+    model, out = None, []
+    for shard in tqdm(shards, desc=f"scoring with {teacher}", unit="shard",
+                      disable=None if progress is None else not progress):
+        path = teacher_path(shard, teacher, transforms)
+        if not path.exists():
+            model = load_model(teacher) if model is None else model
+            images, _ = load_normalized(shard)
+            scores = np.concatenate([
+                predict_normalized(model, np.asarray(images[i:i + batch_size], dtype=np.float32),
+                                   batch_size=batch_size, transforms=transforms)
+                for i in range(0, len(images), batch_size)])
+            with atomic_output(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, scores.astype(np.float32))
+        scores = np.load(path)
+        if len(scores) != len(load_normalized(shard)[1]):
+            raise ValueError(f"{path} holds {len(scores)} scores but {shard} more or fewer images; "
+                             "delete it and it is remade")
+        out.append(scores)
+    return out
+
+
 def _in_memory(shard: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     images, labels = shard
     return np.array(images), labels  # a copy in memory, not the memory map
@@ -158,12 +194,23 @@ class ShardStream:
     ``epoch`` is the epoch the next call yields (set it to resume).  ``in_memory``: read every
     shard's float16 images once and keep them (2 bytes a pixel: 2.6 GB for the shipped recipe's
     130,000), instead of reading two shards from disk at a time each epoch; the batches are the
-    same.  Worth it where reading the disk, not the network, bounds training (a GPU)."""
+    same.  Worth it where reading the disk, not the network, bounds training (a GPU).
+
+    ``teacher``: per shard, a teacher's lens probability for each image (:func:`teacher_scores`).
+    Given, each batch's targets are soft, float32 ``(n, 2)`` rows ``[1 - t, t]`` with
+    ``t = (1 - teacher_weight) * label + teacher_weight * score`` (knowledge distillation: the
+    cross-entropy against ``t`` is the same blend of the cross-entropies against the label and
+    against the teacher); without, they are the int32 labels."""
 
     def __init__(self, shards: list[Path], *, batch_size: int, max_shift: int, seed: int, epoch: int = 0,
-                 in_memory: bool = False):
+                 in_memory: bool = False, teacher: list[np.ndarray] | None = None,
+                 teacher_weight: float = 0.0):
         if not shards:
             raise ValueError("no shards to train on")
+        if teacher is not None and len(teacher) != len(shards):
+            raise ValueError(f"teacher must hold one array of scores per shard ({len(shards)}; "
+                             f"got {len(teacher)})")
+        self.teacher, self.teacher_weight = teacher, float(teacher_weight)
         self.shards, self.batch_size, self.max_shift = list(shards), batch_size, max_shift
         self.seed, self.epoch = seed, epoch
         self._held = [_in_memory(load_normalized(s)) for s in self.shards] if in_memory else None
@@ -190,6 +237,10 @@ class ShardStream:
             parts = [self._shard(k) for k in order[i:i + 2]]
             images = np.concatenate([np.asarray(p[0]) for p in parts])
             labels = np.concatenate([p[1] for p in parts])
+            if self.teacher is not None:
+                soft = np.concatenate([self.teacher[k] for k in order[i:i + 2]])
+                soft = (1 - self.teacher_weight) * labels + self.teacher_weight * soft
+                labels = np.stack([1 - soft, soft], axis=1).astype(np.float32)
             rows = rng.permutation(len(labels))
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start:start + self.batch_size]

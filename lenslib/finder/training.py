@@ -28,7 +28,7 @@ from ..config import FinderRecipe, SimulationConfig, config_to_dict
 from ..errors import InputError
 from ..files import atomic_output
 from .card import code_commit, write_json
-from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards
+from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards, teacher_scores
 
 LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s")
 
@@ -86,8 +86,11 @@ def _compile(model, recipe: FinderRecipe, steps_per_epoch: int) -> None:
 
     schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate,
                                                       decay_steps=recipe.epochs * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    # A distilled recipe's targets are soft [1 - t, t] rows (ShardStream), the others int labels.
+    soft = bool(recipe.teacher)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss="categorical_crossentropy" if soft else "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if soft else "accuracy"])
 
 
 def _dataset(stream: ShardStream, image_size: int):
@@ -103,8 +106,9 @@ def _dataset(stream: ShardStream, image_size: int):
         return _prefetched(stream), len(stream)
     import tensorflow as tf
 
-    signature = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32),
-                 tf.TensorSpec((None,), tf.int32))
+    targets = (tf.TensorSpec((None,), tf.int32) if stream.teacher is None
+               else tf.TensorSpec((None, 2), tf.float32))
+    signature = (tf.TensorSpec((None, image_size, image_size, 1), tf.float32), targets)
     ds = tf.data.Dataset.from_generator(stream, output_signature=signature)
     return ds.apply(tf.data.experimental.assert_cardinality(len(stream))).prefetch(4), None
 
@@ -246,8 +250,12 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     val_x = np.asarray(val_x, dtype=np.float32)[..., None]
 
     size = train_configs[0].image_size
+    teacher = None
+    if recipe.teacher:
+        teacher = teacher_scores(shards, recipe.teacher, transforms=recipe.teacher_transforms,
+                                 progress=progress)
     stream = ShardStream(shards, batch_size=recipe.batch_size, max_shift=recipe.max_shift, seed=recipe.seed,
-                         in_memory=in_memory)
+                         in_memory=in_memory, teacher=teacher, teacher_weight=recipe.teacher_weight)
     keras.utils.set_random_seed(recipe.seed)
     if state is None:
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,

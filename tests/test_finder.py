@@ -562,3 +562,22 @@ def test_a_distilled_recipe_trains_on_soft_targets_and_its_card_names_the_teache
     assert all(teacher_path(s, "lenslib-finder-v1", 2).is_file() for s in shards)
     card = read_card(run.card_path)
     assert card["recipe"]["teacher"] == "lenslib-finder-v1" and card["recipe"]["teacher_weight"] == 0.5
+
+
+def test_card_facts_describe_old_and_new_cards_alike():
+    from lenslib.finder import shipped_card
+    from lenslib.finder.card import card_facts
+
+    old, six = card_facts(shipped_card("lenslib-finder-v1")), card_facts(shipped_card("lenslib-finder-v6"))
+    assert list(old["field"]) == list(six["field"])  # the same rows, whatever the card's age
+    facts = dict(zip(six["field"], six["value"]))
+    assert facts["started from"].startswith("lenslib-finder-v5 (")
+    assert facts["extra-negative shards"].startswith("10 of 5,000 images") and "companion" in facts[
+        "extra-negative shards"]
+    assert facts["teacher (distillation)"].startswith("none")
+    assert dict(zip(old["field"], old["value"]))["started from"] == "random weights"
+    card = shipped_card("lenslib-finder-v6")
+    card["recipe"] = {**card["recipe"], "teacher": "lenslib-finder-v5", "teacher_weight": 0.25,
+                      "teacher_transforms": 8}
+    taught = dict(zip(*card_facts(card).columns.values()))["teacher (distillation)"]
+    assert taught.startswith("lenslib-finder-v5") and "0.75 label + 0.25 teacher" in taught

@@ -123,6 +123,43 @@ def _initial_finder(name: str) -> dict | None:
                                            "wall_time_s", "final_validation_auc")}
 
 
+def card_facts(card: dict):
+    """How a finder was made, as a two-column ``astropy.table.Table`` (field, value) for a reader:
+    the network, the training set and its augmentation, the optimiser, where it started, its
+    teacher, what it saw, how long it took and on what, the sky and the code.  Cards of older
+    finders lack the newer recipe fields; those rows then say so."""
+    from astropy.table import Table
+
+    recipe = card["recipe"]
+    parents = f"{recipe['shard_parents']:,}"
+    start, teacher, sky = card.get("initial_finder"), recipe.get("teacher"), card["sky"]
+    rows = [
+        ("architecture", card["architecture"]),
+        ("distinct simulated images", f"{card['distinct_images']:,} (half lenses), in shards of {parents}"),
+        ("augmentation", f"flips, quarter turns, shifts up to {recipe['max_shift']} px, drawn per epoch"),
+        ("neighbour-carrying twins",
+         f"{recipe['twin_neighbour_fraction']:.0%} of same-population non-lenses"),
+        ("epochs, batch, optimizer",
+         f"{card['epochs']}, {recipe['batch_size']}, Adam {recipe['learning_rate']:g} cosine-decayed"),
+        ("hard-negative shards", f"{recipe.get('hard_negative_shards', 0)} of {parents} images, "
+                                 f"non-lenses mixed {dict(recipe.get('hard_negative_kinds', []))}"),
+        ("extra-negative shards", f"{recipe.get('extra_negative_shards', 0)} of {parents} images, "
+                                  f"non-lenses mixed {dict(recipe.get('extra_negative_kinds', []))}"),
+        ("started from", "random weights" if not start else
+         f"{start['name']} ({start['images_seen']:,} images seen, {start['wall_time_s'] / 60:.0f} min)"),
+        ("teacher (distillation)", "none: the labels alone" if not teacher else
+         f"{teacher}, its score the mean over {recipe['teacher_transforms']} flips and turns; "
+         f"targets {1 - recipe['teacher_weight']:g} label + {recipe['teacher_weight']:g} teacher"),
+        ("images seen", f"{card['images_seen']:,} in this run"),
+        ("wall time",
+         f"{card['wall_time_s'] / 60:.1f} min of training ({describe_machine(card['machine'])})"),
+        ("sky", f"simulator version {sky['simulator_version']}, config hash {sky['config_hash']}"),
+        ("code", card["code_commit"]),
+        ("trained", card["trained_at"]),
+    ]
+    return Table(rows=rows, names=("field", "value"), dtype=(str, str))
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically (a model card, a run's state)."""
     from ..files import atomic_output

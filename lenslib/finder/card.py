@@ -81,11 +81,13 @@ def describe_machine(machine_record: dict) -> str:
             f"{names.get(backend, backend)} {version}".rstrip())
 
 
-def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int) -> dict:
+def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int,
+               images_per_epoch: int | None = None) -> dict:
     """The card of a finished run (``state`` from :func:`~lenslib.finder.training.train_finder`).
 
     ``sky`` is one training shard's config; the sky's hash is taken with the shard's seed and
-    counts zeroed out, so every shard of a run shares it."""
+    counts zeroed out, so every shard of a run shares it.  ``n_images``: the distinct training
+    images; ``images_per_epoch``: what an epoch shows, when more (mined negatives repeat some)."""
     from .. import __version__
 
     sky_only = dataclasses.replace(sky, seed=0, n_lenses=1, n_nonlenses=1)
@@ -101,7 +103,7 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         "lenslib_version": __version__,
         "code_commit": state.get("code_commit") or code_commit(),  # the code that started the run
         "distinct_images": n_images,
-        "images_seen": n_images * state["epochs_done"],
+        "images_seen": (images_per_epoch or n_images) * state["epochs_done"],
         "epochs": state["epochs_done"],
         "wall_time_s": round(state["seconds"], 1),
         "machine": machine(),
@@ -148,7 +150,7 @@ def card_facts(card: dict):
         ("started from", "random weights" if not start else
          f"{start['name']} ({start['images_seen']:,} images seen, {start['wall_time_s'] / 60:.0f} min)"),
         ("teacher (distillation)", "none: the labels alone" if not teacher else
-         f"{teacher}, its score the mean over {recipe['teacher_transforms']} flips and turns; "
+         f"{teacher}, its score the mean over {recipe['score_transforms']} flips and turns; "
          f"targets {1 - recipe['teacher_weight']:g} label + {recipe['teacher_weight']:g} teacher"),
         ("images seen", f"{card['images_seen']:,} in this run"),
         ("wall time",

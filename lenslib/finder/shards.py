@@ -147,27 +147,28 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def teacher_path(shard: Path, teacher: str, transforms: int) -> Path:
-    """Where the scores of ``teacher`` on a shard's images are cached."""
-    return shard.with_suffix(f".{teacher}-t{transforms}.npy")
+def scores_path(shard: Path, finder: str, transforms: int) -> Path:
+    """Where the scores of ``finder`` on a shard's images are cached."""
+    return shard.with_suffix(f".{finder}-t{transforms}.npy")
 
 
-def teacher_scores(shards: list[Path], teacher: str, *, transforms: int = 8, batch_size: int = 512,
-                   progress: bool | None = None) -> list[np.ndarray]:
-    """Per shard, the lens probability the shipped finder ``teacher`` gives each image, averaged
+def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch_size: int = 512,
+                  progress: bool | None = None) -> list[np.ndarray]:
+    """Per shard, the lens probability the shipped finder ``finder`` gives each image, averaged
     over ``transforms`` flips and quarter turns (float32, cached beside the shard, written
-    atomically): the soft targets of a distilled recipe (``FinderRecipe.teacher``)."""
+    atomically): a distilled recipe's soft targets (``FinderRecipe.teacher``), or what picks a
+    recipe's mined negatives (``FinderRecipe.mined_by``)."""
     from tqdm import tqdm
 
     from ..models import load_model
     from ..models.io import predict_normalized
 
     model, out = None, []
-    for shard in tqdm(shards, desc=f"scoring with {teacher}", unit="shard",
+    for shard in tqdm(shards, desc=f"scoring with {finder}", unit="shard",
                       disable=None if progress is None else not progress):
-        path = teacher_path(shard, teacher, transforms)
+        path = scores_path(shard, finder, transforms)
         if not path.exists():
-            model = load_model(teacher) if model is None else model
+            model = load_model(finder) if model is None else model
             images, _ = load_normalized(shard)
             scores = np.concatenate([
                 predict_normalized(model, np.asarray(images[i:i + batch_size], dtype=np.float32),
@@ -180,6 +181,36 @@ def teacher_scores(shards: list[Path], teacher: str, *, transforms: int = 8, bat
             raise ValueError(f"{path} holds {len(scores)} scores but {shard} more or fewer images; "
                              "delete it and it is remade")
         out.append(scores)
+    return out
+
+
+def mine_negatives(shards: list[Path], scores: list[np.ndarray], *, n_shards: int, shard_size: int,
+                   data_dir: str | os.PathLike, tag: str) -> list[Path]:
+    """The ``n_shards * shard_size`` non-lenses of ``shards`` that ``scores`` (one array per shard,
+    say :func:`finder_scores`) rank highest, hardest first, written as ``n_shards`` more shards
+    of ``shard_size`` (labels and normalised images only, as :class:`ShardStream` reads them)
+    named ``mined-<tag>-<k>``; cached, written atomically.  Hard-negative mining: a second pass
+    trained on the look-alikes the first pass flags, as lens searches on real surveys do."""
+    import h5py
+
+    picks = [(-float(score), k, row) for k, (shard, s) in enumerate(zip(shards, scores))
+             for row, (score, label) in enumerate(zip(s, load_normalized(shard)[1])) if label == 0]
+    wanted = n_shards * shard_size
+    if len(picks) < wanted:
+        raise ValueError(f"mined_negatives: {wanted} wanted, but the training shards hold only "
+                         f"{len(picks)} non-lenses")
+    picks = sorted(picks)[:wanted]  # by score, then shard and row: the same picks every time
+    out = []
+    for part in range(n_shards):
+        path = Path(data_dir) / f"mined-{tag}-{part}.h5"
+        chosen = picks[part * shard_size:(part + 1) * shard_size]
+        if not normalized_path(path).exists():
+            images = np.stack([np.asarray(load_normalized(shards[k])[0][row]) for _, k, row in chosen])
+            with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+                f["labels"] = np.zeros(len(chosen), np.int32)
+            with atomic_output(normalized_path(path)) as tmp, open(tmp, "wb") as f:
+                np.save(f, images.astype(np.float16))
+        out.append(path)
     return out
 
 
@@ -196,7 +227,7 @@ class ShardStream:
     130,000), instead of reading two shards from disk at a time each epoch; the batches are the
     same.  Worth it where reading the disk, not the network, bounds training (a GPU).
 
-    ``teacher``: per shard, a teacher's lens probability for each image (:func:`teacher_scores`).
+    ``teacher``: per shard, a teacher's lens probability for each image (:func:`finder_scores`).
     Given, each batch's targets are soft, float32 ``(n, 2)`` rows ``[1 - t, t]`` with
     ``t = (1 - teacher_weight) * label + teacher_weight * score`` (knowledge distillation: the
     cross-entropy against ``t`` is the same blend of the cross-entropies against the label and

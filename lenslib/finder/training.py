@@ -16,6 +16,7 @@ reaches the same weights as a run that was never stopped: the batches of an epoc
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import time
@@ -28,7 +29,15 @@ from ..config import FinderRecipe, SimulationConfig, config_to_dict
 from ..errors import InputError
 from ..files import atomic_output
 from .card import code_commit, write_json
-from .shards import ShardStream, load_normalized, shard_config, shard_configs, simulate_shards, teacher_scores
+from .shards import (
+    ShardStream,
+    finder_scores,
+    load_normalized,
+    mine_negatives,
+    shard_config,
+    shard_configs,
+    simulate_shards,
+)
 
 LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s")
 
@@ -250,9 +259,18 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     val_x = np.asarray(val_x, dtype=np.float32)[..., None]
 
     size = train_configs[0].image_size
+    if recipe.mined_negatives:
+        mined_scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms,
+                                     progress=progress)
+        what = json.dumps([[p.name for p in shards], recipe.mined_by, recipe.score_transforms,
+                           recipe.mined_negatives])
+        tag = hashlib.sha256(what.encode()).hexdigest()[:16]
+        shards = shards + mine_negatives(shards, mined_scores, n_shards=recipe.mined_negatives //
+                                         recipe.shard_parents, shard_size=recipe.shard_parents,
+                                         data_dir=data_dir, tag=tag)
     teacher = None
     if recipe.teacher:
-        teacher = teacher_scores(shards, recipe.teacher, transforms=recipe.teacher_transforms,
+        teacher = finder_scores(shards, recipe.teacher, transforms=recipe.score_transforms,
                                  progress=progress)
     stream = ShardStream(shards, batch_size=recipe.batch_size, max_shift=recipe.max_shift, seed=recipe.seed,
                          in_memory=in_memory, teacher=teacher, teacher_weight=recipe.teacher_weight)
@@ -285,7 +303,9 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
                          name=recipe.name.replace("-", "_"))
     final.set_weights(model.get_weights())
     model_path = save_model(final, run_dir / f"{recipe.name}.keras")
-    card = model_card(recipe, train_configs[0], state, n_images=stream.n_images)
+    # Mined negatives are copies of training images: seen again, not distinct.
+    card = model_card(recipe, train_configs[0], state, n_images=stream.n_images - recipe.mined_negatives,
+                      images_per_epoch=stream.n_images)
     card_path = run_dir / f"{recipe.name}.json"
     write_json(card_path, card)
     return FinderRun(model=load_model(model_path), model_path=model_path, card_path=card_path,

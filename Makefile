@@ -65,13 +65,13 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # --- the shipped finder -------------------------------------------------------------------------
-# Train the newest finder on the full recipe (lenslib-finder-v6: lenslib-finder-v5's weights trained
+# Train the newest finder on the full recipe (lenslib-finder-v7: lenslib-finder-v6's weights trained
 # on for 4 more epochs over the same 100,000 simulated images, 30,000 with more look-alikes and
-# 50,000 more whose non-lenses are all companions, in
-# shards under data/finder; resumable: run it again after an interruption), benchmark it on 20,000
-# unseen cutouts and the shifted skies (the figures go into its model card), and install both
-# into the package.
-FINDER      ?= lenslib-finder-v6
+# 50,000 more whose non-lenses are all companions, in shards under data/finder, plus the 5,000
+# training non-lenses v6 scores highest, seen twice an epoch; resumable: run it again after an
+# interruption), benchmark it on 20,000 unseen cutouts and the shifted skies (the figures go into
+# its model card), and install both into the package.
+FINDER      ?= lenslib-finder-v7
 FINDER_RUN  ?= $(LENSLIB_RESULTS_DIR)/finder/$(FINDER)
 finder: $(STAMP)
 	$(BIN)/lenslib train-finder --profile full --run-dir $(FINDER_RUN)

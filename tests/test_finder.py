@@ -38,7 +38,8 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
                                           ("hard_negative_kinds", (("lens", 1.0),)),
                                           ("hard_negative_kinds", ()), ("initial_finder", "v1 weights"),
                                           ("teacher", "v1 weights"), ("teacher_weight", 0.5),
-                                          ("score_transforms", 3)])
+                                          ("score_transforms", 3), ("mined_shards", -1),
+                                          ("mined_by", "")])
 def test_recipe_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"FinderRecipe.{field}"):
         FinderRecipe(**{field: value})
@@ -225,7 +226,10 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
 
     card = read_card(resumed.card_path)
     assert card["recipe"] == config_to_dict(recipe)
-    assert card["epochs"] == 3 and card["images_seen"] == 3 * card["distinct_images"] == 3 * 320
+    # An epoch shows the 320 distinct images and the recipe's mined negatives (copies of some).
+    assert card["distinct_images"] == 320
+    mined = recipe.mined_shards * recipe.shard_parents
+    assert card["epochs"] == 3 and card["images_seen"] == 3 * (320 + mined)
     assert card["initial_finder"] is None
     assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
     with pytest.raises(ValueError, match="another recipe"):
@@ -390,7 +394,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     recipe = get_profile("full").finder
     # The defaults are the shipped finder's recipe.  Fields added to FinderRecipe after it was
     # trained are absent from its card and must default to what it did without them.
-    defaults, later = config_to_dict(recipe), {"teacher": "", "teacher_weight": 0.0, "mined_negatives": 0,
+    defaults, later = config_to_dict(recipe), {"teacher": "", "teacher_weight": 0.0, "mined_shards": 0,
                                                "mined_by": "", "score_transforms": 8}
     assert {**{k: v for k, v in later.items() if k not in card["recipe"]}, **card["recipe"]} == defaults
     assert card["distinct_images"] >= 100_000
@@ -579,7 +583,9 @@ def test_card_facts_describe_old_and_new_cards_alike():
     assert facts["started from"].startswith("lenslib-finder-v5 (")
     assert facts["extra-negative shards"].startswith("10 of 5,000 images") and "companion" in facts[
         "extra-negative shards"]
-    assert facts["teacher (distillation)"].startswith("none")
+    assert facts["teacher (distillation)"].startswith("none") and facts["mined negatives"] == "none"
+    mined = dict(zip(*card_facts(shipped_card("lenslib-finder-v7")).columns.values()))["mined negatives"]
+    assert mined.startswith("the 5,000 training non-lenses lenslib-finder-v6 scores highest")
     assert dict(zip(old["field"], old["value"]))["started from"] == "random weights"
     card = shipped_card("lenslib-finder-v6")
     card["recipe"] = {**card["recipe"], "teacher": "lenslib-finder-v5", "teacher_weight": 0.25,
@@ -606,7 +612,7 @@ def test_mined_negatives_are_the_hardest_non_lenses_written_as_shards(smoke_shar
     before = mined[0].stat().st_mtime_ns
     assert mine_negatives(shards, scores, n_shards=2, shard_size=30, data_dir=tmp_path, tag="t") == mined
     assert mined[0].stat().st_mtime_ns == before  # cached, not rewritten
-    with pytest.raises(ValueError, match="mined_negatives: 10000 wanted"):
+    with pytest.raises(ValueError, match="mined_shards: 10000 non-lenses wanted"):
         mine_negatives(shards, scores, n_shards=1, shard_size=10_000, data_dir=tmp_path, tag="u")
 
 
@@ -614,10 +620,11 @@ def test_a_mining_recipe_trains_on_its_mined_shards_and_counts_them_as_repeats(s
     from lenslib.finder import read_card, train_finder
 
     recipe, data_dir, shards = smoke_shards
-    recipe = dataclasses.replace(recipe, epochs=1, mined_negatives=recipe.shard_parents,
+    recipe = dataclasses.replace(recipe, epochs=1, mined_shards=1,
                                  mined_by="lenslib-finder-v1", score_transforms=1)
+    before = set(data_dir.glob("mined-*.x16.npy"))
     run = train_finder(recipe, tmp_path / "run", data_dir=data_dir, workers=1, verbose=0)
-    assert run.finished and len(list(data_dir.glob("mined-*.x16.npy"))) == 1
+    assert run.finished and len(set(data_dir.glob("mined-*.x16.npy")) - before) == 1  # its own picks
     card = read_card(run.card_path)
     assert card["distinct_images"] == 320 and card["images_seen"] == 320 + recipe.shard_parents
     assert card["recipe"]["mined_by"] == "lenslib-finder-v1"

@@ -102,13 +102,13 @@ class FinderRecipe:
     new finder continues its training).  With a ``teacher`` (a shipped finder), each target blends
     the label with the teacher's score averaged over ``score_transforms`` flips and quarter
     turns, ``teacher_weight`` of it the teacher's (knowledge distillation: the student learns the
-    teacher's test-time-averaged scores at the cost of one pass).  ``mined_negatives``: that many
-    of the training non-lenses the shipped finder ``mined_by`` scores highest (its mean over
-    ``score_transforms`` flips and turns) are added as more shards, seen once more every epoch
-    (hard-negative mining).
+    teacher's test-time-averaged scores at the cost of one pass).  ``mined_shards``: that many
+    more shards of ``shard_parents`` training non-lenses each, those the shipped finder
+    ``mined_by`` scores highest (its mean over ``score_transforms`` flips and turns), so that they
+    are seen once more every epoch (hard-negative mining).
     """
 
-    name: str = "lenslib-finder-v6"
+    name: str = "lenslib-finder-v7"
     train_parents: int = 100_000
     shard_parents: int = 5_000
     validation_parents: int = 4_000
@@ -123,11 +123,11 @@ class FinderRecipe:
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
     extra_negative_shards: int = 10
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v5"  # "" trains from random weights
+    initial_finder: str = "lenslib-finder-v6"  # "" trains from random weights
     teacher: str = ""  # a shipped finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
-    mined_negatives: int = 0  # the hardest training non-lenses, by mined_by, added as more shards
-    mined_by: str = ""  # the shipped finder whose scores pick the mined negatives
+    mined_shards: int = 1  # shards of the hardest training non-lenses (by mined_by), seen again
+    mined_by: str = "lenslib-finder-v6"  # the shipped finder whose scores pick the mined negatives
     score_transforms: int = 8  # the teacher's and miner's scores: means over this many flips and turns
 
     def __post_init__(self):
@@ -163,12 +163,9 @@ class FinderRecipe:
             check_range(o, "teacher_weight", self.teacher_weight, 0.0, 1.0, low_open=True)
         elif self.teacher_weight != 0:
             fail(o, "teacher_weight", "0 when there is no teacher", self.teacher_weight)
-        check_range(o, "mined_negatives", self.mined_negatives, 0, 100_000_000, integer=True)
-        if self.mined_negatives % self.shard_parents:
-            fail(o, "mined_negatives", f"a multiple of shard_parents ({self.shard_parents})",
-                 self.mined_negatives)
-        if not _finder_name(self.mined_by) or bool(self.mined_by) != bool(self.mined_negatives):
-            fail(o, "mined_by", "a shipped finder's name when mined_negatives > 0, else ''", self.mined_by)
+        check_range(o, "mined_shards", self.mined_shards, 0, 100_000, integer=True)
+        if not _finder_name(self.mined_by) or bool(self.mined_by) != bool(self.mined_shards):
+            fail(o, "mined_by", "a shipped finder's name when mined_shards > 0, else ''", self.mined_by)
         if self.score_transforms not in (1, 2, 4, 8) or isinstance(self.score_transforms, bool):
             fail(o, "score_transforms", "one of 1, 2, 4 or 8", self.score_transforms)
 

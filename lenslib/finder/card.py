@@ -152,6 +152,10 @@ def card_facts(card: dict):
         ("teacher (distillation)", "none: the labels alone" if not teacher else
          f"{teacher}, its score the mean over {recipe['score_transforms']} flips and turns; "
          f"targets {1 - recipe['teacher_weight']:g} label + {recipe['teacher_weight']:g} teacher"),
+        ("mined negatives", "none" if not recipe.get("mined_shards") else
+         f"the {recipe['mined_shards'] * recipe['shard_parents']:,} training non-lenses "
+         f"{recipe['mined_by']} scores highest "
+         f"(mean over {recipe['score_transforms']} flips and turns), seen again every epoch"),
         ("images seen", f"{card['images_seen']:,} in this run"),
         ("wall time",
          f"{card['wall_time_s'] / 60:.1f} min of training ({describe_machine(card['machine'])})"),

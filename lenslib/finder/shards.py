@@ -197,7 +197,7 @@ def mine_negatives(shards: list[Path], scores: list[np.ndarray], *, n_shards: in
              for row, (score, label) in enumerate(zip(s, load_normalized(shard)[1])) if label == 0]
     wanted = n_shards * shard_size
     if len(picks) < wanted:
-        raise ValueError(f"mined_negatives: {wanted} wanted, but the training shards hold only "
+        raise ValueError(f"mined_shards: {wanted} non-lenses wanted, but the training shards hold only "
                          f"{len(picks)} non-lenses")
     picks = sorted(picks)[:wanted]  # by score, then shard and row: the same picks every time
     out = []

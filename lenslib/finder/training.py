@@ -259,14 +259,14 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     val_x = np.asarray(val_x, dtype=np.float32)[..., None]
 
     size = train_configs[0].image_size
-    if recipe.mined_negatives:
+    if recipe.mined_shards:
         mined_scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms,
                                      progress=progress)
         what = json.dumps([[p.name for p in shards], recipe.mined_by, recipe.score_transforms,
-                           recipe.mined_negatives])
+                           recipe.mined_shards, recipe.shard_parents])
         tag = hashlib.sha256(what.encode()).hexdigest()[:16]
-        shards = shards + mine_negatives(shards, mined_scores, n_shards=recipe.mined_negatives //
-                                         recipe.shard_parents, shard_size=recipe.shard_parents,
+        shards = shards + mine_negatives(shards, mined_scores, n_shards=recipe.mined_shards,
+                                         shard_size=recipe.shard_parents,
                                          data_dir=data_dir, tag=tag)
     teacher = None
     if recipe.teacher:
@@ -304,8 +304,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     final.set_weights(model.get_weights())
     model_path = save_model(final, run_dir / f"{recipe.name}.keras")
     # Mined negatives are copies of training images: seen again, not distinct.
-    card = model_card(recipe, train_configs[0], state, n_images=stream.n_images - recipe.mined_negatives,
-                      images_per_epoch=stream.n_images)
+    distinct = stream.n_images - recipe.mined_shards * recipe.shard_parents
+    card = model_card(recipe, train_configs[0], state, n_images=distinct, images_per_epoch=stream.n_images)
     card_path = run_dir / f"{recipe.name}.json"
     write_json(card_path, card)
     return FinderRun(model=load_model(model_path), model_path=model_path, card_path=card_path,

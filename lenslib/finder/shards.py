@@ -167,9 +167,9 @@ def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch
     for shard in tqdm(shards, desc=f"scoring with {finder}", unit="shard",
                       disable=None if progress is None else not progress):
         path = scores_path(shard, finder, transforms)
+        images, labels = load_normalized(shard)
         if not path.exists():
             model = load_model(finder) if model is None else model
-            images, _ = load_normalized(shard)
             scores = np.concatenate([
                 predict_normalized(model, np.asarray(images[i:i + batch_size], dtype=np.float32),
                                    batch_size=batch_size, transforms=transforms)
@@ -177,7 +177,7 @@ def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch
             with atomic_output(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, scores.astype(np.float32))
         scores = np.load(path)
-        if len(scores) != len(load_normalized(shard)[1]):
+        if len(scores) != len(labels):
             raise ValueError(f"{path} holds {len(scores)} scores but {shard} more or fewer images; "
                              "delete it and it is remade")
         out.append(scores)
@@ -193,8 +193,9 @@ def mine_negatives(shards: list[Path], scores: list[np.ndarray], *, n_shards: in
     trained on the look-alikes the first pass flags, as lens searches on real surveys do."""
     import h5py
 
-    picks = [(-float(score), k, row) for k, (shard, s) in enumerate(zip(shards, scores))
-             for row, (score, label) in enumerate(zip(s, load_normalized(shard)[1])) if label == 0]
+    held = [load_normalized(shard) for shard in shards]  # memory maps: each shard opened once
+    picks = [(-float(score), k, row) for k, ((_, labels), s) in enumerate(zip(held, scores))
+             for row, (score, label) in enumerate(zip(s, labels)) if label == 0]
     wanted = n_shards * shard_size
     if len(picks) < wanted:
         raise ValueError(f"mined_shards: {wanted} non-lenses wanted, but the training shards hold only "
@@ -205,7 +206,7 @@ def mine_negatives(shards: list[Path], scores: list[np.ndarray], *, n_shards: in
         path = Path(data_dir) / f"mined-{tag}-{part}.h5"
         chosen = picks[part * shard_size:(part + 1) * shard_size]
         if not normalized_path(path).exists():
-            images = np.stack([np.asarray(load_normalized(shards[k])[0][row]) for _, k, row in chosen])
+            images = np.stack([np.asarray(held[k][0][row]) for _, k, row in chosen])
             with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
                 f["labels"] = np.zeros(len(chosen), np.int32)
             with atomic_output(normalized_path(path)) as tmp, open(tmp, "wb") as f:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,17 +43,22 @@ class CVResult:
 
     name: str
     mode: str
-    folds: Table  # one row per fold: every metric of lenslib.metrics.fold_metrics
+    folds: Table  # one row per fold: every metric of lenslib.metrics.fold_metrics, and its seconds
     index: np.ndarray  # dataset rows, concatenated over test folds
     labels: np.ndarray
     scores: np.ndarray
     fold_of: np.ndarray  # test fold of each of those rows
 
     def summary(self) -> dict:
-        """Mean and standard deviation over folds of every metric."""
+        """Mean and standard deviation over folds of every metric, and ``seconds``: the wall time
+        of fitting and scoring all the folds (the first fold of a frozen backbone includes
+        computing its cached features; NaN for folds written before times were kept)."""
         out = {"model": self.name, "split": self.mode, "folds": len(self.folds)}
         for col in self.folds.colnames:
             if col in ("fold", "threshold"):
+                continue
+            if col == "seconds":
+                out[col] = float(np.sum(np.asarray(self.folds[col], dtype=float)))
                 continue
             values = np.asarray(self.folds[col], dtype=float)
             out[col] = float(np.nanmean(values))
@@ -94,20 +100,24 @@ def cross_validate(fit_predict: FitPredict, labels, groups, *, name: str, out_di
             if not np.array_equal(saved.get("index"), test):
                 raise InputError(f"{path} holds another fold's rows; delete {directory} to start over")
             test_scores, threshold = saved["scores"], float(saved["threshold"])
+            # Fold files written before the time was recorded give NaN.
+            seconds = float(saved["seconds"]) if "seconds" in saved else float("nan")
             if progress:
                 progress(f"{name} [{mode}] fold {k + 1}/{n_splits}: loaded from {path.name}")
         else:
             fit, val = validation_split(train, y, groups, mode=mode, fraction=val_fraction, seed=seed + k)
+            start = time.perf_counter()
             val_scores, test_scores = fit_predict(fit, val, test, k)
+            seconds = time.perf_counter() - start
             val_scores = _as_scores(val_scores, len(val), f"{name} fold {k} validation")
             test_scores = _as_scores(test_scores, len(test), f"{name} fold {k} test")
             threshold = best_f1_threshold(y[val], val_scores)
             with atomic_output(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, index=test, scores=test_scores, threshold=threshold)
+                np.savez(fh, index=test, scores=test_scores, threshold=threshold, seconds=seconds)
             if progress:
                 progress(f"{name} [{mode}] fold {k + 1}/{n_splits}: trained and saved")
         metrics = fold_metrics(y[test], test_scores, threshold=threshold)
-        rows.append({"fold": k, **metrics})
+        rows.append({"fold": k, **metrics, "seconds": seconds})
         index.append(test)
         scores.append(test_scores)
         fold_of.append(np.full(len(test), k))

@@ -168,19 +168,15 @@ class Row:
 
 
 def default_row(name: str, *, allow_download: bool = False) -> Row:
-    """The row Table 5-1 gives ``name``: a transfer model frozen on the best pretrained weights
-    available here (:func:`lenslib.models.default_weights`), LensFlow and DeepLens from scratch,
-    a baseline as it is."""
+    """The row Table 5-1 gives ``name``: a transfer model (or the finder) frozen on the best
+    pretrained weights available here (:func:`lenslib.models.default_weights`), LensFlow and
+    DeepLens from scratch, a baseline as it is."""
     from .baselines import BASELINE_NAMES
     from .models import BACKBONES, default_weights
 
     if name in BASELINE_NAMES:
         return Row(name)
-    if name == "finder":
-        from .finder.shipped import DEFAULT_FINDER
-
-        return Row(name, regime="frozen", weights=DEFAULT_FINDER)
-    if name in BACKBONES:
+    if name in BACKBONES or name == "finder":
         return Row(name, regime="frozen", weights=default_weights(name, allow_download=allow_download))
     return Row(name, regime="scratch", weights=None)
 

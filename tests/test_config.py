@@ -130,7 +130,7 @@ def test_profile_sizes_for_the_book_are_validated():
     import dataclasses
 
     quick = get_profile("quick")
-    assert "deeplens" in quick.table_5_1_skip and 0 < quick.regime_fraction < 1
+    assert "deeplens" in quick.table_5_1_skip and 0 < quick.regime_fraction <= 1
     with pytest.raises(ValueError, match="Profile.regime_fraction"):
         dataclasses.replace(quick, regime_fraction=0.0)
     with pytest.raises(ValueError, match="Profile.mosaic_size"):

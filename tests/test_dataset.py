@@ -266,6 +266,7 @@ def test_parent_subset_keeps_whole_families_and_a_hash_of_its_own(smoke_dataset)
     assert sub.config_hash != parent_subset(smoke_dataset, 0.5, seed=4).config_hash
     with pytest.raises(ValueError, match="fraction"):
         parent_subset(smoke_dataset, 0.0)
+    assert parent_subset(smoke_dataset, 1.0) is smoke_dataset  # the whole shares its caches
 
 
 def test_summarize_counts_parents_and_images_per_kind(smoke_dataset):

@@ -253,27 +253,28 @@ def test_transforms_average_tile_scores_and_belong_to_the_checkpoint(spot_model_
 # --- resuming ---------------------------------------------------------------------------------------------
 
 def test_an_interrupted_scan_resumes_without_rescoring(spot_model_path, spot_image, tmp_path, monkeypatch):
-    import lenslib.scan.scoring as scan
+    import lenslib.models.io as io
 
     image = spot_image((300, 300), spots=[(150, 150)])
     fresh = score_tiles(image, spot_model_path, progress=False)  # 5 x 5 tiles
-    real = scan._score_band
+    real = io.predict_normalized
     calls = []
 
-    def counting(band, local_y0, x0, *args):
+    def counting(model, x, **kwargs):
         if len(calls) == 2:
             raise KeyboardInterrupt
-        calls.append(len(local_y0) * len(x0))
-        return real(band, local_y0, x0, *args)
+        calls.append(len(x))
+        return real(model, x, **kwargs)
 
-    monkeypatch.setattr(scan, "_score_band", counting)
+    monkeypatch.setattr(io, "predict_normalized", counting)
     checkpoint = tmp_path / "ckpt"
-    with pytest.raises(KeyboardInterrupt):  # batch_size 5 makes every tile row its own block
+    with pytest.raises(KeyboardInterrupt):  # batch_size 5: every tile row is its own block and batch
         score_tiles(image, spot_model_path, batch_size=5, checkpoint=checkpoint, progress=False)
     assert sorted(p.name for p in (checkpoint / "rows").iterdir()) == ["row-000000.npy", "row-000001.npy"]
 
     calls.clear()
-    monkeypatch.setattr(scan, "_score_band", lambda *a: (calls.append(len(a[1]) * len(a[2])), real(*a))[1])
+    monkeypatch.setattr(io, "predict_normalized", lambda model, x, **kw: (calls.append(len(x)),
+                                                                          real(model, x, **kw))[1])
     resumed = score_tiles(image, spot_model_path, batch_size=5, checkpoint=checkpoint, progress=False)
     assert sum(calls) == 15  # only the three unfinished rows
     assert (resumed.n_scored, resumed.n_resumed) == (15, 10)
@@ -471,6 +472,27 @@ def test_zero_filled_regions_and_blank_images_are_no_data(spot_model_path, spot_
     assert np.array_equal(tiles.skipped, np.broadcast_to(tiles.grid.x0 < 60, tiles.skipped.shape))
     assert tiles.no_data == pytest.approx(0.2)
     assert score_tiles(image, spot_model_path, zero_run=0, progress=False).n_skipped == 0  # zeros as data
+
+
+def test_every_batch_is_full_across_blocks_and_rows(spot_model_path, spot_image, tmp_path, monkeypatch):
+    import lenslib.models.io as io
+
+    image = spot_image((400, 300), spots=[(150, 200)])  # 7 rows of 5 tiles at stride 50
+    image[:100, 120:130] = np.nan  # tile rows 0-1 lose their middle tiles
+    image[200:230, :] = np.nan  # tile rows 3-4 have no data at all
+    real, sizes = io.predict_normalized, []
+    monkeypatch.setattr(io, "predict_normalized", lambda model, x, **kw: (sizes.append(len(x)),
+                                                                          real(model, x, **kw))[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SkippedTilesWarning)
+        batched = score_tiles(image, spot_model_path, batch_size=7, checkpoint=tmp_path / "c", progress=False)
+        first = list(sizes)
+        one = score_tiles(image, spot_model_path, batch_size=1, progress=False)
+    assert sum(first) == batched.n_scored == one.n_scored
+    assert first[:-1] == [7] * (len(first) - 1) and 1 <= first[-1] <= 7
+    np.testing.assert_array_equal(batched.scores, one.scores)
+    saved = sorted(p.name for p in (tmp_path / "c" / "rows").iterdir())
+    assert saved == [f"row-{k:06d}.npy" for k in range(batched.grid.n_rows)]  # every row finished
 
 
 def test_no_data_never_depends_on_how_the_image_is_read(spot_model_path, spot_image):

@@ -85,7 +85,7 @@ def _profiles() -> dict[str, Profile]:
                          finder_test_images=1_500,
                          # CMU DeepLens end to end took as long as every other row together on 2
                          # cores and stayed near chance after the few epochs a CPU build gives it.
-                         table_5_1_skip=("deeplens",), regime_fraction=0.08, mosaic_size=2000),
+                         table_5_1_skip=("deeplens",), mosaic_size=2000),
         # The thesis's scale: 15,000 lenses and 13,239 non-lenses, 7 folds, on a GPU.
         "full": Profile("full", SimulationConfig(), cv_folds=7,
                         training=TrainingConfig(epochs=50, batch_size=32, patience=5, upsample=3)),

@@ -116,12 +116,15 @@ def summarize(dataset: LensDataset) -> Table:
 
 def parent_subset(dataset: LensDataset, fraction: float, *, seed: int = 0,
                   min_parents: int = 4) -> LensDataset:
-    """A random ``fraction`` of a dataset's parents with all their augmented children, in memory.
+    """A random ``fraction`` of a dataset's parents with all their augmented children, in memory
+    (``fraction=1``: the dataset itself).
 
-    Its ``config_hash`` is the dataset's with the fraction and seed appended, so caches keyed by
-    it (cross-validation folds, cached features) never mix a subset with the whole."""
+    A part's ``config_hash`` is the dataset's with the fraction and seed appended, so caches
+    keyed by it (cross-validation folds, cached features) never mix a subset with the whole."""
     if not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
         raise ValueError(f"fraction must be in (0, 1] (got {fraction!r})")
+    if fraction == 1:
+        return dataset  # the whole: the same hash, so its cached folds and features are reused
     parents = np.unique(dataset.parent_ids)
     n = min(parents.size, max(min_parents, int(round(fraction * parents.size))))
     keep = np.isin(dataset.parent_ids, np.random.default_rng(seed).choice(parents, n, replace=False))

@@ -148,10 +148,15 @@ def _build_finder_row(regime: str, weights, input_shape, dropout, head_units, se
 
 
 def default_weights(name: str, *, allow_download: bool = False) -> str | None:
-    """The pretrained weights a notebook should use for ``name`` where it runs: ``"imagenet"``
-    when Keras's file is already cached (or may be downloaded), ``"hed-vgg16"`` for VGG16
-    offline, else None (random weights, said so in the results)."""
+    """The pretrained weights a notebook should use for ``name`` where it runs: the shipped
+    finder's for ``finder``; ``"imagenet"`` when Keras's file is already cached (or may be
+    downloaded), ``"hed-vgg16"`` for VGG16 offline, else None (random weights, said so in the
+    results)."""
     _check_name(name)
+    if name == "finder":
+        from ..finder.shipped import DEFAULT_FINDER
+
+        return DEFAULT_FINDER
     spec = BACKBONES.get(name)
     if spec is None:
         return None

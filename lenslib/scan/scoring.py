@@ -6,7 +6,8 @@
 * ``_score_band``: the scores of the tiles of one band of image rows, normalised as
   :func:`lenslib.models.predict` normalises and scored ``batch_size`` cutouts at a time (the same
   on a Dask worker); in this process the next band is read and normalised in a second thread
-  while the network scores the current one.
+  while the network scores the current one, and :class:`_FullBatches` carries the tiles that do
+  not fill a batch over to the next band's, so every batch but the last is full.
 * :func:`local_cluster`, :func:`dask_client`: a Dask cluster to score on (also used by
   :mod:`lenslib.finder.shards`); :func:`worker_model` loads the model once per worker.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -67,14 +69,14 @@ def _band_tiles(band: np.ndarray, local_y0, x0, size: int):
     return rows, cols, normalize(cutouts)
 
 
-def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int, tiles=None,
+def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int,
                 transforms: int = 1) -> np.ndarray:
     """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
-    non-finite pixel.  ``tiles``: :func:`_band_tiles` of this band, if already made."""
+    non-finite pixel."""
     from ..models.io import predict_normalized
 
     out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
-    rows, cols, x = _band_tiles(band, local_y0, x0, size) if tiles is None else tiles
+    rows, cols, x = _band_tiles(band, local_y0, x0, size)
     if x is not None:
         out[rows, cols] = predict_normalized(model, x, batch_size=batch_size, transforms=transforms)
     return out
@@ -83,8 +85,67 @@ def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: in
 def _read_band_tiles(src: ImageSource, grid: TileGrid, rows: np.ndarray):
     """Read the band under tile rows ``rows`` and make its tiles (run a block ahead, in a thread)."""
     band = read_band(src, grid, rows)
-    local = grid.y0[rows] - grid.y0[rows[0]]
-    return band, local, _band_tiles(band, local, grid.x0, grid.size)
+    return _band_tiles(band, grid.y0[rows] - grid.y0[rows[0]], grid.x0, grid.size)
+
+
+class _FullBatches:
+    """Score the tiles of consecutive blocks in batches of exactly ``batch_size`` (the last may
+    be shorter): a block's tiles that do not fill a batch wait for the next block's.  A block of
+    5 rows of 59 tiles at batch 256 was scored as 256 + 39, and the finder costs 5-15% more per
+    cutout in a batch of 39 than of 256 on 2 cores.  Blocks are handed to
+    ``finish(rows, scores)`` in order, each once its last tile is scored."""
+
+    def __init__(self, model, n_cols: int, batch_size: int, transforms: int, finish):
+        self.model, self.n_cols, self.batch_size, self.transforms = model, n_cols, batch_size, transforms
+        self.finish = finish
+        self.blocks: deque = deque()  # [rows, scores, tiles left to score], oldest first
+        self.waiting: deque = deque()  # (block, tile rows, tile columns, cutouts) not yet scored
+        self.n_waiting = 0
+
+    def add(self, rows: np.ndarray, tiles) -> None:
+        """Queue the tiles of the block of tile rows ``rows`` (from :func:`_band_tiles`)."""
+        tile_rows, tile_cols, cutouts = tiles
+        block = [rows, np.full((len(rows), self.n_cols), np.nan, dtype=np.float32), len(tile_rows)]
+        self.blocks.append(block)
+        if cutouts is not None:
+            self.waiting.append((block, np.asarray(tile_rows), np.asarray(tile_cols), cutouts))
+            self.n_waiting += len(tile_rows)
+        while self.n_waiting >= self.batch_size:
+            self._score(self.batch_size)
+        self._finish_done()
+
+    def flush(self) -> None:
+        """Score what is still waiting (the last, short batch) and finish every block."""
+        while self.n_waiting:
+            self._score(min(self.batch_size, self.n_waiting))
+        self._finish_done()
+
+    def _score(self, n: int) -> None:
+        from ..models.io import predict_normalized
+
+        parts, taken = [], 0
+        while taken < n:
+            block, tile_rows, tile_cols, cutouts = self.waiting[0]
+            k = min(n - taken, len(tile_rows))
+            parts.append((block, tile_rows[:k], tile_cols[:k], cutouts[:k]))
+            if k == len(tile_rows):
+                self.waiting.popleft()
+            else:
+                self.waiting[0] = (block, tile_rows[k:], tile_cols[k:], cutouts[k:])
+            taken += k
+        batch = parts[0][3] if len(parts) == 1 else np.concatenate([part[3] for part in parts])
+        scores = predict_normalized(self.model, batch, batch_size=n, transforms=self.transforms)
+        start = 0
+        for block, tile_rows, tile_cols, _ in parts:
+            block[1][tile_rows, tile_cols] = scores[start:start + len(tile_rows)]
+            block[2] -= len(tile_rows)
+            start += len(tile_rows)
+        self.n_waiting -= n
+
+    def _finish_done(self) -> None:
+        while self.blocks and self.blocks[0][2] == 0:
+            rows, scores, _ = self.blocks.popleft()
+            self.finish(rows, scores)
 
 
 _WORKER_MODELS: dict = {}
@@ -105,7 +166,7 @@ def worker_model(path: str):
 def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size: int,
                      transforms: int) -> np.ndarray:
     """A Dask task: load the model from its file (once per worker) and score a band."""
-    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size, None, transforms)
+    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size, transforms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,14 +266,15 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tup
         if client is None:
             # The next block is read, cut and normalised in a second thread while the network
             # scores this one (numpy, file reads and TensorFlow all release the GIL).
+            batches = _FullBatches(model, grid.n_cols, batch_size, transforms, finish)
             with ThreadPoolExecutor(1) as pool:
                 ahead = pool.submit(_read_band_tiles, src, grid, blocks[0]) if blocks else None
                 for k, rows in enumerate(blocks):
-                    band, local, tiles = ahead.result()
+                    tiles = ahead.result()
                     if k + 1 < len(blocks):
                         ahead = pool.submit(_read_band_tiles, src, grid, blocks[k + 1])
-                    finish(rows, _score_band(band, local, grid.x0, grid.size, model, batch_size, tiles,
-                                             transforms))
+                    batches.add(rows, tiles)
+                batches.flush()
         else:
             _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), scoring, finish)
     return result

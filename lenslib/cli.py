@@ -295,9 +295,9 @@ def _run_cv(args) -> int:
     table = results_table(results)
     table["weights"] = [weights_note(r) for r in rows for _ in args.modes]
     path = write_table(table, args.out or out / "cv_table.ecsv")
-    show = table["model", "split", "weights", "roc_auc", "roc_auc_std", "f1", "tpr0", "tpr10"]
+    show = table["model", "split", "weights", "roc_auc", "roc_auc_std", "f1", "tpr0", "tpr10", "seconds"]
     for col in show.colnames[3:]:
-        show[col].format = ".3f"
+        show[col].format = ".0f" if col == "seconds" else ".3f"
     show.pprint_all()
     print(f"table written to {path}")
     return 0

@@ -128,6 +128,8 @@ def test_cv_writes_a_table_and_resumes_finished_folds(smoke_dataset_path, tmp_pa
     assert "gmm [grouped] fold 1/2: loaded from" in capsys.readouterr().err
     again = Table.read(tmp_path / "again.csv")  # resumed from the saved folds: the same table
     np.testing.assert_allclose(again["roc_auc"], table["roc_auc"], rtol=1e-6)
+    np.testing.assert_array_equal(again["seconds"], table["seconds"])  # the first run's times, kept
+    assert (table["seconds"] > 0).all()
     assert main(argv + ["--out", str(tmp_path / "table.txt")]) == 2
     assert "format follows its extension" in capsys.readouterr().err
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .checks import check_mix, check_range, fail
+from .checks import check_interval, check_mix, check_range, fail
 from .sky import NONLENS_KINDS
 
 #: Optimizers of the thesis's chapter 4.2, by the names :func:`lenslib.models.make_optimizer` takes.
@@ -95,8 +95,11 @@ class FinderRecipe:
     non-lenses carrying an unlensed neighbour, then ``hard_negative_shards`` more shards whose
     non-lenses follow ``hard_negative_kinds`` (more of the look-alikes a finder confuses with
     lenses), then ``extra_negative_shards`` whose non-lenses follow ``extra_negative_kinds`` (by
-    default companions alone, the look-alike every finder so far flags most); lenses stay half of
-    every shard.  ``validation_parents`` images of another seed are
+    default companions alone, the look-alike every finder so far flags most), then
+    ``wide_lens_shards`` of the sky's own mix whose lenses all have Einstein radii in
+    ``wide_theta_e_range`` (the sky's population makes few lenses wider than 2", yet those are
+    the rings a person sees first); lenses stay half of every shard.  ``validation_parents``
+    images of another seed are
     scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
     starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
     new finder continues its training).  With a ``teacher`` (a shipped finder), each target blends
@@ -105,30 +108,36 @@ class FinderRecipe:
     teacher's test-time-averaged scores at the cost of one pass).  ``mined_shards``: that many
     more shards of ``shard_parents`` training non-lenses each, those the shipped finder
     ``mined_by`` scores highest (its mean over ``score_transforms`` flips and turns), so that they
-    are seen once more every epoch (hard-negative mining).
+    are seen once more every epoch (hard-negative mining).  ``max_kind_flag_rate``: after training,
+    shift the output's logit so that a score of 0.5 flags at most this share of each non-lens kind
+    of the validation set (the finder's default operating point, chosen on held-out images, not
+    left to the training mix; rankings are unchanged); None leaves the scores as trained.
     """
 
-    name: str = "lenslib-finder-v7"
-    train_parents: int = 100_000
+    name: str = "lenslib-finder-v9"
+    train_parents: int = 40_000
     shard_parents: int = 5_000
     validation_parents: int = 4_000
-    epochs: int = 4
+    epochs: int = 3
     batch_size: int = 128
-    learning_rate: float = 1.5e-4
+    learning_rate: float = 1e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
     seed: int = 2026
-    hard_negative_shards: int = 6
+    hard_negative_shards: int = 2
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
-    extra_negative_shards: int = 10
+    extra_negative_shards: int = 4
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v6"  # "" trains from random weights
+    initial_finder: str = "lenslib-finder-v7"  # "" trains from random weights
     teacher: str = ""  # a shipped finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
     mined_shards: int = 1  # shards of the hardest training non-lenses (by mined_by), seen again
-    mined_by: str = "lenslib-finder-v6"  # the shipped finder whose scores pick the mined negatives
+    mined_by: str = "lenslib-finder-v7"  # the shipped finder whose scores pick the mined negatives
     score_transforms: int = 8  # the teacher's and miner's scores: means over this many flips and turns
+    wide_lens_shards: int = 4  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
+    wide_theta_e_range: tuple = (1.5, 2.5)  # arcsec
+    max_kind_flag_rate: float | None = 0.05  # the operating point 0.5 is set to (None: as trained)
 
     def __post_init__(self):
         o = "FinderRecipe"
@@ -168,6 +177,10 @@ class FinderRecipe:
             fail(o, "mined_by", "a shipped finder's name when mined_shards > 0, else ''", self.mined_by)
         if self.score_transforms not in (1, 2, 4, 8) or isinstance(self.score_transforms, bool):
             fail(o, "score_transforms", "one of 1, 2, 4 or 8", self.score_transforms)
+        check_range(o, "wide_lens_shards", self.wide_lens_shards, 0, 100_000, integer=True)
+        check_interval(o, "wide_theta_e_range", self.wide_theta_e_range, 0.05, 10.0)  # as the sky's
+        if self.max_kind_flag_rate is not None:
+            check_range(o, "max_kind_flag_rate", self.max_kind_flag_rate, 0.0, 1.0, low_open=True)
 
     @property
     def n_default_shards(self) -> int:
@@ -176,12 +189,17 @@ class FinderRecipe:
 
     @property
     def n_shards(self) -> int:
-        return self.n_default_shards + self.hard_negative_shards + self.extra_negative_shards
+        return (self.n_default_shards + self.hard_negative_shards + self.extra_negative_shards
+                + self.wide_lens_shards)
+
+    def is_wide_lens_shard(self, index: int) -> bool:
+        """Whether training shard ``index`` is a wide-lens shard (they come last)."""
+        return index >= self.n_shards - self.wide_lens_shards
 
     def nonlens_mix(self, index: int) -> tuple | None:
         """The non-lens mix of training shard ``index``: None for the sky's own (the default
-        shards), else the hard-negative or the extra-negative kinds."""
-        if index < self.n_default_shards:
+        and wide-lens shards), else the hard-negative or the extra-negative kinds."""
+        if index < self.n_default_shards or self.is_wide_lens_shard(index):
             return None
         if index < self.n_default_shards + self.hard_negative_shards:
             return self.hard_negative_kinds

@@ -16,7 +16,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..config import SIMULATOR_VERSION, FinderRecipe, SimulationConfig, config_hash, config_to_dict
+from ..config import (
+    LENS_KINDS,
+    SIMULATOR_VERSION,
+    FinderRecipe,
+    SimulationConfig,
+    config_hash,
+    config_to_dict,
+)
 
 CARD_FORMAT = "lenslib-model-card"
 
@@ -82,12 +89,14 @@ def describe_machine(machine_record: dict) -> str:
 
 
 def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_images: int,
-               images_per_epoch: int | None = None) -> dict:
+               images_per_epoch: int | None = None, operating_point: dict | None = None) -> dict:
     """The card of a finished run (``state`` from :func:`~lenslib.finder.training.train_finder`).
 
     ``sky`` is one training shard's config; the sky's hash is taken with the shard's seed and
     counts zeroed out, so every shard of a run shares it.  ``n_images``: the distinct training
-    images; ``images_per_epoch``: what an epoch shows, when more (mined negatives repeat some)."""
+    images; ``images_per_epoch``: what an epoch shows, when more (mined negatives repeat some);
+    ``operating_point``: what :func:`~lenslib.finder.operating.set_operating_point` returned, if
+    the recipe set one."""
     from .. import __version__
 
     sky_only = dataclasses.replace(sky, seed=0, n_lenses=1, n_nonlenses=1)
@@ -111,6 +120,7 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         "history": history,
         "final_validation_auc": history[-1]["val_auc"] if history else None,
         "initial_finder": _initial_finder(recipe.initial_finder),
+        "operating_point": operating_point,
     }
 
 
@@ -147,6 +157,9 @@ def card_facts(card: dict):
                                  f"non-lenses mixed {dict(recipe.get('hard_negative_kinds', []))}"),
         ("extra-negative shards", f"{recipe.get('extra_negative_shards', 0)} of {parents} images, "
                                   f"non-lenses mixed {dict(recipe.get('extra_negative_kinds', []))}"),
+        ("wide-lens shards", "none" if not recipe.get("wide_lens_shards") else
+         f"{recipe['wide_lens_shards']} of {parents} images, lenses with Einstein radii "
+         f"{recipe['wide_theta_e_range'][0]:g}-{recipe['wide_theta_e_range'][1]:g} arcsec"),
         ("started from", "random weights" if not start else
          f"{start['name']} ({start['images_seen']:,} images seen, {start['wall_time_s'] / 60:.0f} min)"),
         ("teacher (distillation)", "none: the labels alone" if not teacher else
@@ -156,6 +169,7 @@ def card_facts(card: dict):
          f"the {recipe['mined_shards'] * recipe['shard_parents']:,} training non-lenses "
          f"{recipe['mined_by']} scores highest "
          f"(mean over {recipe['score_transforms']} flips and turns), seen again every epoch"),
+        ("score 0.5", _operating_fact(card.get("operating_point"))),
         ("images seen", f"{card['images_seen']:,} in this run"),
         ("wall time",
          f"{card['wall_time_s'] / 60:.1f} min of training ({describe_machine(card['machine'])})"),
@@ -164,6 +178,18 @@ def card_facts(card: dict):
         ("trained", card["trained_at"]),
     ]
     return Table(rows=rows, names=("field", "value"), dtype=(str, str))
+
+
+def _operating_fact(point: dict | None) -> str:
+    """What a score of 0.5 means for a card's finder (see :mod:`lenslib.finder.operating`)."""
+    if not point:
+        return "as trained (no operating point set)"
+    rates = point["validation_flag_rates"]
+    lenses = [rates[k] for k in LENS_KINDS if k in rates]
+    lens_text = f"; it flags {min(lenses):.0%}-{max(lenses):.0%} of the lenses there" if lenses else ""
+    return (f"the lens logit shifted by {point['logit_shift']:+.2f} so that 0.5 flags at most "
+            f"{point['max_kind_flag_rate']:.0%} of each non-lens kind of the {point['n_validation']:,} "
+            f"validation images{lens_text}")
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -29,6 +29,7 @@ from ..config import FinderRecipe, SimulationConfig, config_to_dict
 from ..errors import InputError
 from ..files import atomic_output
 from .card import code_commit, write_json
+from .operating import set_operating_point
 from .shards import (
     ShardStream,
     finder_scores,
@@ -68,6 +69,17 @@ def _read_state(run_dir: Path, recipe: FinderRecipe) -> dict | None:
                          "choose another run directory (the command: --run-dir, or --set name=... for a "
                          "new finder) or delete this one")
     return state
+
+
+def _kinds(shard: Path) -> np.ndarray:
+    """The ``kind`` of each image of a simulated shard."""
+    from ..dataset import load_dataset
+
+    data = load_dataset(shard, in_memory=False, verify=False)
+    try:
+        return np.asarray(data.metadata["kind"]).astype(str)
+    finally:
+        data.images.file.close()
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
@@ -302,10 +314,15 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     final = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
                          name=recipe.name.replace("-", "_"))
     final.set_weights(model.get_weights())
+    operating_point = None
+    if recipe.max_kind_flag_rate is not None:
+        operating_point = set_operating_point(final, val_x, val_y, _kinds(val_shard),
+                                              recipe.max_kind_flag_rate)
     model_path = save_model(final, run_dir / f"{recipe.name}.keras")
     # Mined negatives are copies of training images: seen again, not distinct.
     distinct = stream.n_images - recipe.mined_shards * recipe.shard_parents
-    card = model_card(recipe, train_configs[0], state, n_images=distinct, images_per_epoch=stream.n_images)
+    card = model_card(recipe, train_configs[0], state, n_images=distinct, images_per_epoch=stream.n_images,
+                      operating_point=operating_point)
     card_path = run_dir / f"{recipe.name}.json"
     write_json(card_path, card)
     return FinderRun(model=load_model(model_path), model_path=model_path, card_path=card_path,

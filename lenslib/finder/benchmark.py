@@ -28,6 +28,38 @@ TARGETS = {"roc_auc": 0.995, "tpr0": 0.5, "tpr10": 0.75, "max_flag_rate": 0.05, 
 
 #: Bins of the central massive galaxy's AB magnitude (``deflector_mag``) for :func:`flag_rates_by`.
 DEFLECTOR_MAG_BINS = (15.0, 19.0, 20.0, 21.0, 24.0)
+#: Einstein radii (arcsec) of :func:`bright_rings`: from typical to the widest the sky draws.
+RING_RADII = (0.8, 1.6, 2.0, 2.2, 2.4)
+
+
+def bright_rings(radii=RING_RADII, *, per_radius: int = 8, seed: int = 1,
+                 config: SimulationConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Full, bright Einstein rings (``per_radius`` at each radius in ``radii``), the lenses a person
+    sees first: :func:`lenslib.simulate.render_lens_system` with the source within 0.15" of the
+    caustic's centre, source AB 21.5-23, deflector AB 18.5-20.5, axis ratio 0.7-1, the field on.
+    Returns the cutouts (e-/s) and each one's Einstein radius."""
+    from ..simulate import render_lens_system
+
+    config, rng = SimulationConfig() if config is None else config, np.random.default_rng(seed)
+    theta = np.repeat(np.asarray(radii, dtype=float), per_radius)
+    images = []
+    for theta_e in theta:
+        r, angle = 0.15 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
+        images.append(render_lens_system(
+            theta_e=float(theta_e), source_x=r * np.cos(angle), source_y=r * np.sin(angle), config=config,
+            rng=rng, q=rng.uniform(0.7, 1.0), phi=rng.uniform(0, np.pi), source_mag=rng.uniform(21.5, 23.0),
+            deflector_mag=rng.uniform(18.5, 20.5), with_field=True).image)
+    return np.array(images), theta
+
+
+def ring_completeness(scores, radii, *, threshold: float = 0.5) -> Table:
+    """Per Einstein radius, the share of :func:`bright_rings` scored at or above ``threshold``
+    and their median score."""
+    scores, radii = np.asarray(scores), np.asarray(radii)
+    rows = [(float(t), int((radii == t).sum()), float((scores[radii == t] >= threshold).mean()),
+             float(np.median(scores[radii == t]))) for t in np.unique(radii)]
+    return Table(rows=rows, names=("theta_e", "n", "flagged", "median_score"),
+                 dtype=(float, int, float, float), meta={"threshold": threshold})
 
 
 def benchmark_sky(n_images: int = 20_000, *, sky: SimulationConfig | None = None) -> SimulationConfig:

@@ -40,7 +40,9 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
                                           ("teacher", "v1 weights"), ("teacher_weight", 0.5),
                                           ("score_transforms", 3), ("mined_shards", -1),
                                           ("mined_by", ""), ("wide_lens_shards", -2),
-                                          ("wide_theta_e_range", (2.5, 1.5))])
+                                          ("wide_theta_e_range", (2.5, 1.5)),
+                                          ("calibration_parents", 1), ("calibration_parents", -5),
+                                          ("flag_rate_confidence", 1.0), ("flag_rate_confidence", 0.0)])
 def test_recipe_refuses_bad_values_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"FinderRecipe.{field}"):
         FinderRecipe(**{field: value})
@@ -57,9 +59,11 @@ def test_shards_are_distinct_balanced_parents_of_the_default_sky():
     assert [c.n_images for c in hard + extra + wide] == [recipe.shard_parents] * 4
     assert [c.theta_e_range for c in configs] == [SimulationConfig().theta_e_range] * 8 + [(1.5, 2.5)]
     val = shard_config(recipe, 0, validation=True)
-    seeds = [c.seed for c in configs] + [val.seed]
+    calibration = shard_config(recipe, 0, calibration=True)  # where the operating point is set
+    assert calibration.n_images == recipe.calibration_parents == 20_000
+    seeds = [c.seed for c in configs] + [val.seed, calibration.seed]
     assert len(set(seeds)) == len(seeds)
-    for c in configs + [val]:
+    for c in configs + [val, calibration]:
         assert c.augment_copies == 0 and abs(c.n_lenses - c.n_nonlenses) <= 1
         assert c.twin_neighbour_fraction == recipe.twin_neighbour_fraction
         # Everything else is the default sky; hard- and extra-negative shards change only the
@@ -74,6 +78,10 @@ def test_shards_are_distinct_balanced_parents_of_the_default_sky():
         assert same == SimulationConfig()
     with pytest.raises(ValueError, match="shard index"):
         shard_config(recipe, recipe.n_shards)
+    with pytest.raises(ValueError, match="not both"):
+        shard_config(recipe, 0, validation=True, calibration=True)
+    with pytest.raises(ValueError, match="calibration_parents=0"):
+        shard_config(dataclasses.replace(recipe, calibration_parents=0), 0, calibration=True)
 
 
 @pytest.fixture(scope="module")
@@ -234,21 +242,26 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
     assert card["distinct_images"] == 400
     mined = recipe.mined_shards * recipe.shard_parents
     assert card["epochs"] == 3 and card["images_seen"] == 3 * (400 + mined)
-    # The operating point was set on the validation set: 0.5 flags at most the recipe's share of
-    # each of its non-lens kinds, as the saved finder scores them.
+    # The operating point was set on the calibration set: 0.5 flags at most the recipe's share of
+    # each of its non-lens kinds, as the saved finder scores them (with 95% confidence: at most
+    # 5% of 80 images is 4, and the one-sided bound allows none of a kind so small).
     import lenslib
     from lenslib.dataset import load_dataset
+    from lenslib.finder.operating import allowed_flags
     from lenslib.finder.shards import shard_paths
 
     point = card["operating_point"]
     assert point["max_kind_flag_rate"] == recipe.max_kind_flag_rate == 0.05
-    val = load_dataset(shard_paths([shard_config(recipe, 0, validation=True)], data_dir)[0])
-    scores = lenslib.predict(resumed.model_path, val.images)
-    kinds = np.asarray(val.metadata["kind"]).astype(str)
-    for kind, rate in point["validation_flag_rates"].items():
-        assert rate == pytest.approx(np.mean(scores[kinds == kind] >= 0.5), abs=1 / np.sum(kinds == kind))
+    assert point["confidence"] == recipe.flag_rate_confidence == 0.95
+    assert point["set_on"] == "calibration" and point["n_images"] == recipe.calibration_parents == 80
+    held_out = load_dataset(shard_paths([shard_config(recipe, 0, calibration=True)], data_dir)[0])
+    scores = lenslib.predict(resumed.model_path, held_out.images)
+    kinds = np.asarray(held_out.metadata["kind"]).astype(str)
+    for kind, rate in point["flag_rates"].items():
+        n = np.sum(kinds == kind)
+        assert rate == pytest.approx(np.mean(scores[kinds == kind] >= 0.5), abs=1 / n)
         if kind not in ("galaxy_galaxy", "lensed_quasar"):
-            assert rate <= 0.05
+            assert rate * n <= allowed_flags(n, 0.05, 0.95) == 0
     assert card["initial_finder"] is None
     assert card["sky"]["simulator_version"] == SIMULATOR_VERSION
     with pytest.raises(ValueError, match="another recipe"):
@@ -697,6 +710,32 @@ def test_the_operating_shift_flags_at_most_the_rate_of_each_kind_and_no_less_tha
         operating_shift(logits[:200], labels[:200], kinds[:200], 0.1)
 
 
+def test_a_confident_operating_point_allows_fewer_flags_the_fewer_images_it_is_set_on():
+    from scipy.stats import binom
+
+    from lenslib.finder.operating import allowed_flags, operating_shift
+
+    # The count whose one-sided 95% Clopper-Pearson bound is 5%: fewer than 5% of n, and closer to
+    # it the larger n; none at all below 59 images (0 of 58 cannot show a rate under 5%).
+    assert allowed_flags(1182, 0.05) == 59
+    for n in (58, 59, 100, 241, 1182, 20_000):
+        k = allowed_flags(n, 0.05, 0.95)
+        assert k <= 0.05 * n
+        if k:  # k flagged: a true rate of 5% gives k or fewer in under 5% of samples ...
+            assert binom.cdf(k, n, 0.05) <= 0.05
+        # ... and one more would not show it.
+        assert binom.cdf(k + 1, n, 0.05) > 0.05 or n < 59
+    assert [allowed_flags(n, 0.05, 0.95) for n in (58, 59)] == [0, 0] and allowed_flags(100, 0.05, 0.95) == 1
+    assert allowed_flags(20_000, 0.05, 0.95) / 20_000 > 0.047
+    # In the shift: the confident point is stricter, and no looser than the plain one.
+    rng = np.random.default_rng(2)
+    logits, labels, kinds = rng.normal(size=2000), np.zeros(2000, int), np.array(["twin"] * 2000)
+    plain, sure = (operating_shift(logits, labels, kinds, 0.05, c) for c in (None, 0.95))
+    assert np.sum(logits >= plain) == 100 and np.sum(logits >= sure) == allowed_flags(2000, 0.05, 0.95) < 100
+    with pytest.raises(ValueError, match="confidence"):
+        operating_shift(logits, labels, kinds, 0.05, 1.0)
+
+
 def test_setting_the_operating_point_keeps_the_ranking_and_flags_at_most_the_rate():
     from lenslib.finder import build_finder
     from lenslib.finder.operating import lens_logits, set_operating_point
@@ -714,4 +753,4 @@ def test_setting_the_operating_point_keeps_the_ranking_and_flags_at_most_the_rat
     assert np.all(np.diff(scores[np.argsort(after)]) >= -1e-6)  # the same order
     for kind in ("elliptical", "companion"):
         assert np.mean(scores[kinds == kind] >= 0.5) <= 0.1
-        assert point["validation_flag_rates"][kind] == np.mean(after[kinds == kind] >= 0)
+        assert point["flag_rates"][kind] == np.mean(after[kinds == kind] >= 0)

@@ -10,16 +10,16 @@ def fail(owner: str, name: str, allowed: str, value) -> None:
     raise ValueError(f"{owner}.{name} must be {allowed} (got {value!r})")
 
 
-def check_range(owner, name, value, low, high, *, integer=False, low_open=False):
+def check_range(owner, name, value, low, high, *, integer=False, low_open=False, high_open=False):
     ok_type = isinstance(value, int) and not isinstance(value, bool) if integer else (
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     )
     kind = "an integer" if integer else "a finite number"
     lo = "(" if low_open else "["
-    allowed = f"{kind} in {lo}{low}, {high}]"
+    allowed = f"{kind} in {lo}{low}, {high}{')' if high_open else ']'}"
     if not ok_type:
         fail(owner, name, allowed, value)
-    if (value <= low if low_open else value < low) or value > high:
+    if (value <= low if low_open else value < low) or (value >= high if high_open else value > high):
         fail(owner, name, allowed, value)
 
 

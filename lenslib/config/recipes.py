@@ -110,11 +110,14 @@ class FinderRecipe:
     ``mined_by`` scores highest (its mean over ``score_transforms`` flips and turns), so that they
     are seen once more every epoch (hard-negative mining).  ``max_kind_flag_rate``: after training,
     shift the output's logit so that a score of 0.5 flags at most this share of each non-lens kind
-    of the validation set (the finder's default operating point, chosen on held-out images, not
-    left to the training mix; rankings are unchanged); None leaves the scores as trained.
+    of ``calibration_parents`` held-out images of another seed (0: of the validation set), with
+    ``flag_rate_confidence`` the one-sided confidence that the share holds on new images of the
+    sky (None: the share as counted there); the finder's default operating point, chosen on
+    held-out images, not left to the training mix; rankings are unchanged.  None leaves the
+    scores as trained.
     """
 
-    name: str = "lenslib-finder-v9"
+    name: str = "lenslib-finder-v10"
     train_parents: int = 40_000
     shard_parents: int = 5_000
     validation_parents: int = 4_000
@@ -138,6 +141,8 @@ class FinderRecipe:
     wide_lens_shards: int = 4  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
     wide_theta_e_range: tuple = (1.5, 2.5)  # arcsec
     max_kind_flag_rate: float | None = 0.05  # the operating point 0.5 is set to (None: as trained)
+    calibration_parents: int = 20_000  # images the operating point is set on (0: the validation set)
+    flag_rate_confidence: float | None = 0.95  # confidence that the rate holds on new images
 
     def __post_init__(self):
         o = "FinderRecipe"
@@ -181,6 +186,12 @@ class FinderRecipe:
         check_interval(o, "wide_theta_e_range", self.wide_theta_e_range, 0.05, 10.0)  # as the sky's
         if self.max_kind_flag_rate is not None:
             check_range(o, "max_kind_flag_rate", self.max_kind_flag_rate, 0.0, 1.0, low_open=True)
+        check_range(o, "calibration_parents", self.calibration_parents, 0, 1_000_000, integer=True)
+        if self.calibration_parents == 1:
+            fail(o, "calibration_parents", "0 (the validation set) or at least 2", self.calibration_parents)
+        if self.flag_rate_confidence is not None:
+            check_range(o, "flag_rate_confidence", self.flag_rate_confidence, 0.0, 1.0,
+                        low_open=True, high_open=True)
 
     @property
     def n_default_shards(self) -> int:

@@ -184,12 +184,16 @@ def _operating_fact(point: dict | None) -> str:
     """What a score of 0.5 means for a card's finder (see :mod:`lenslib.finder.operating`)."""
     if not point:
         return "as trained (no operating point set)"
-    rates = point["validation_flag_rates"]
+    # Cards before lenslib-finder-v10 set it on the validation set, with no confidence.
+    rates = point.get("flag_rates", point.get("validation_flag_rates"))
+    n, held_out = point.get("n_images", point.get("n_validation")), point.get("set_on", "validation")
     lenses = [rates[k] for k in LENS_KINDS if k in rates]
     lens_text = f"; it flags {min(lenses):.0%}-{max(lenses):.0%} of the lenses there" if lenses else ""
+    confidence = point.get("confidence")
+    bound = f" (a one-sided {confidence:.0%} bound)" if confidence else ""
     return (f"the lens logit shifted by {point['logit_shift']:+.2f} so that 0.5 flags at most "
-            f"{point['max_kind_flag_rate']:.0%} of each non-lens kind of the {point['n_validation']:,} "
-            f"validation images{lens_text}")
+            f"{point['max_kind_flag_rate']:.0%}{bound} of each non-lens kind of the {n:,} "
+            f"{held_out} images{lens_text}")
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -265,8 +265,11 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     train_configs = shard_configs(recipe, sky=sky)
     val_config = shard_config(recipe, 0, sky=sky, validation=True)
     shards = simulate_shards(train_configs, data_dir, workers=workers, scheduler=scheduler, progress=progress)
-    (val_shard,) = simulate_shards([val_config], data_dir, workers=workers, scheduler=scheduler,
-                                   progress=False)
+    held_out = [val_config]
+    if recipe.max_kind_flag_rate is not None and recipe.calibration_parents:
+        held_out.append(shard_config(recipe, 0, sky=sky, calibration=True))  # for the operating point
+    val_shard, *calibration_shard = simulate_shards(held_out, data_dir, workers=workers, scheduler=scheduler,
+                                                    progress=False)
     val_x, val_y = load_normalized(val_shard)
     val_x = np.asarray(val_x, dtype=np.float32)[..., None]
 
@@ -316,8 +319,14 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     final.set_weights(model.get_weights())
     operating_point = None
     if recipe.max_kind_flag_rate is not None:
-        operating_point = set_operating_point(final, val_x, val_y, _kinds(val_shard),
-                                              recipe.max_kind_flag_rate)
+        point_shard, point_x, point_y, set_on = val_shard, val_x, val_y, "validation"
+        if calibration_shard:
+            point_shard = calibration_shard[0]
+            point_x, point_y = load_normalized(point_shard)
+            point_x, set_on = np.asarray(point_x, dtype=np.float32)[..., None], "calibration"
+        operating_point = set_operating_point(final, point_x, point_y, _kinds(point_shard),
+                                              recipe.max_kind_flag_rate,
+                                              confidence=recipe.flag_rate_confidence, set_on=set_on)
     model_path = save_model(final, run_dir / f"{recipe.name}.keras")
     # Mined negatives are copies of training images: seen again, not distinct.
     distinct = stream.n_images - recipe.mined_shards * recipe.shard_parents

@@ -14,7 +14,7 @@
    ``benchmark.transforms_8``.
 
     python bench/bench_finder.py                                   # the shipped finder, 20,000 cutouts
-    python bench/bench_finder.py --model run/lenslib-finder-v9.keras --card run/lenslib-finder-v9.json
+    python bench/bench_finder.py --model run/lenslib-finder-v10.keras --card run/lenslib-finder-v10.json
     python bench/bench_finder.py --n-images 2000 --shifted-images 400 --skip-speed   # a few minutes
 
 ``--card`` writes the figures into a model card (``"benchmark"``), as ``make finder`` does.

@@ -101,19 +101,33 @@ def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.nd
     return _stretch(arr, np.median(flat, axis=1), mad_std(flat, axis=1), softening)
 
 
-def normalize(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
+def normalize(cutouts, *, softening: float = SOFTENING_SIGMA, threads: int = 1) -> np.ndarray:
     """Sky-subtract, noise-scale and arcsinh-stretch cutouts in e-/s; returns float32 ``(N, H, W)``.
 
     The sky is each cutout's median and the noise its MAD-based standard deviation, in float64
     (astropy's ``mad_std``), computed a few cutouts at a time by the compiled selection of
     :func:`row_medians`: bit for bit :func:`normalize_reference`, several times faster
-    (``bench/bench_scan.py``)."""
+    (``bench/bench_scan.py``).  ``threads``: split the cutouts over that many threads (the
+    compiled kernels and numpy release the GIL); the same numbers."""
     arr = validate_cutouts(cutouts)
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"threads must be a positive integer (got {threads!r})")
     out = np.empty(arr.shape, dtype=np.float32)
-    for start in range(0, len(arr), _CHUNK):
-        part = arr[start:start + _CHUNK].astype(np.float64)
-        flat = part.reshape(part.shape[0], -1)
-        background, mad = _median_mad(flat, True)
-        noise = mad * _MAD_TO_STD
-        out[start:start + _CHUNK] = _stretch(part, background, noise, softening)
+    starts = range(0, len(arr), _CHUNK)
+    if threads == 1 or len(arr) <= _CHUNK:
+        for start in starts:
+            _normalize_chunk(arr, out, start, softening)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(int(threads), len(starts))) as pool:
+            list(pool.map(lambda start: _normalize_chunk(arr, out, start, softening), starts))
     return out
+
+
+def _normalize_chunk(arr: np.ndarray, out: np.ndarray, start: int, softening: float) -> None:
+    """Normalise ``arr[start:start + _CHUNK]`` into ``out`` (see :func:`normalize`)."""
+    part = arr[start:start + _CHUNK].astype(np.float64)
+    flat = part.reshape(part.shape[0], -1)
+    background, mad = _median_mad(flat, True)
+    out[start:start + _CHUNK] = _stretch(part, background, mad * _MAD_TO_STD, softening)

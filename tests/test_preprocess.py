@@ -68,7 +68,12 @@ def _hard_cutouts():
 
 def test_fast_normalisation_is_bit_for_bit_the_reference():
     for cutouts in _hard_cutouts():
-        np.testing.assert_array_equal(normalize(cutouts), normalize_reference(cutouts))
+        reference = normalize_reference(cutouts)
+        np.testing.assert_array_equal(normalize(cutouts), reference)
+        # Split over threads (the survey scan's way, between network calls): the same numbers.
+        np.testing.assert_array_equal(normalize(cutouts, threads=3), reference)
+    with pytest.raises(ValueError, match="threads"):
+        normalize(np.ones((2, 10, 10)), threads=0)
 
 
 def test_row_medians_equal_numpys_and_survive_a_missed_bracket():

@@ -5,9 +5,10 @@
   :class:`~lenslib.scan.tiles.TileScores`.
 * ``_score_band``: the scores of the tiles of one band of image rows, normalised as
   :func:`lenslib.models.predict` normalises and scored ``batch_size`` cutouts at a time (the same
-  on a Dask worker); in this process the next band is read and normalised in a second thread
-  while the network scores the current one, and :class:`_FullBatches` carries the tiles that do
-  not fill a batch over to the next band's, so every batch but the last is full.
+  on a Dask worker); in this process the next band is read and cut into tiles in a second thread
+  while the network scores the current one, :class:`_FullBatches` carries the tiles that do not
+  fill a batch over to the next band's, so every batch but the last is full, and normalises each
+  batch on every core just before the network scores it.
 * :func:`local_cluster`, :func:`dask_client`: a Dask cluster to score on (also used by
   :mod:`lenslib.finder.shards`); :func:`worker_model` loads the model once per worker.
 """
@@ -51,9 +52,9 @@ MAX_BATCH_SIZE = 8192
 # --------------------------------------------------------------------------------------------
 # Scoring one block of tile rows (in this process or on a Dask worker)
 # --------------------------------------------------------------------------------------------
-def _band_tiles(band: np.ndarray, local_y0, x0, size: int):
+def _band_tiles(band: np.ndarray, local_y0, x0, size: int, normalized: bool = True):
     """The tiles of ``band`` to score: their (row, column) indices and their cutouts, normalised
-    (tiles that touch a non-finite pixel are left out)."""
+    unless ``normalized`` is False (tiles that touch a non-finite pixel are left out)."""
     from ..preprocess import normalize
 
     x0 = np.asarray(x0)
@@ -66,7 +67,7 @@ def _band_tiles(band: np.ndarray, local_y0, x0, size: int):
     if not rows:
         return rows, cols, None
     cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in zip(rows, cols)])
-    return rows, cols, normalize(cutouts)
+    return rows, cols, (normalize(cutouts) if normalized else cutouts)
 
 
 def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int,
@@ -83,17 +84,20 @@ def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: in
 
 
 def _read_band_tiles(src: ImageSource, grid: TileGrid, rows: np.ndarray):
-    """Read the band under tile rows ``rows`` and make its tiles (run a block ahead, in a thread)."""
+    """Read the band under tile rows ``rows`` and cut out its tiles, not yet normalised (run a
+    block ahead, in a thread)."""
     band = read_band(src, grid, rows)
-    return _band_tiles(band, grid.y0[rows] - grid.y0[rows[0]], grid.x0, grid.size)
+    return _band_tiles(band, grid.y0[rows] - grid.y0[rows[0]], grid.x0, grid.size, normalized=False)
 
 
 class _FullBatches:
     """Score the tiles of consecutive blocks in batches of exactly ``batch_size`` (the last may
     be shorter): a block's tiles that do not fill a batch wait for the next block's.  A block of
     5 rows of 59 tiles at batch 256 was scored as 256 + 39, and the finder costs 5-15% more per
-    cutout in a batch of 39 than of 256 on 2 cores.  Blocks are handed to
-    ``finish(rows, scores)`` in order, each once its last tile is scored."""
+    cutout in a batch of 39 than of 256 on 2 cores.  Each batch is normalised on every core
+    just before the network scores it: a normalisation overlapped with the network in a thread
+    of its own slows the network more than it saves, on 2 cores (``bench/README.md``).  Blocks
+    are handed to ``finish(rows, scores)`` in order, each once its last tile is scored."""
 
     def __init__(self, model, n_cols: int, batch_size: int, transforms: int, finish):
         self.model, self.n_cols, self.batch_size, self.transforms = model, n_cols, batch_size, transforms
@@ -103,7 +107,8 @@ class _FullBatches:
         self.n_waiting = 0
 
     def add(self, rows: np.ndarray, tiles) -> None:
-        """Queue the tiles of the block of tile rows ``rows`` (from :func:`_band_tiles`)."""
+        """Queue the tiles of the block of tile rows ``rows`` (from :func:`_band_tiles`, not
+        normalised)."""
         tile_rows, tile_cols, cutouts = tiles
         block = [rows, np.full((len(rows), self.n_cols), np.nan, dtype=np.float32), len(tile_rows)]
         self.blocks.append(block)
@@ -122,6 +127,7 @@ class _FullBatches:
 
     def _score(self, n: int) -> None:
         from ..models.io import predict_normalized
+        from ..preprocess import normalize
 
         parts, taken = [], 0
         while taken < n:
@@ -134,7 +140,8 @@ class _FullBatches:
                 self.waiting[0] = (block, tile_rows[k:], tile_cols[k:], cutouts[k:])
             taken += k
         batch = parts[0][3] if len(parts) == 1 else np.concatenate([part[3] for part in parts])
-        scores = predict_normalized(self.model, batch, batch_size=n, transforms=self.transforms)
+        scores = predict_normalized(self.model, normalize(batch, threads=os.cpu_count() or 1), batch_size=n,
+                                    transforms=self.transforms)
         start = 0
         for block, tile_rows, tile_cols, _ in parts:
             block[1][tile_rows, tile_cols] = scores[start:start + len(tile_rows)]
@@ -264,8 +271,8 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tup
 
     with _progress_bar(grid.n_tiles, progress, initial=len(done) * grid.n_cols) as bar:
         if client is None:
-            # The next block is read, cut and normalised in a second thread while the network
-            # scores this one (numpy, file reads and TensorFlow all release the GIL).
+            # The next block is read and cut in a second thread while the network scores this
+            # one (numpy, file reads and TensorFlow all release the GIL).
             batches = _FullBatches(model, grid.n_cols, batch_size, transforms, finish)
             with ThreadPoolExecutor(1) as pool:
                 ahead = pool.submit(_read_band_tiles, src, grid, blocks[0]) if blocks else None

@@ -81,14 +81,19 @@ def row_medians(rows: np.ndarray) -> np.ndarray:
     return _median_mad(rows, False)[0]
 
 
-def _stretch(arr: np.ndarray, background: np.ndarray, noise: np.ndarray, softening: float) -> np.ndarray:
-    """The arcsinh stretch of float64 cutouts ``arr`` (N, H, W) given each one's sky and noise."""
+def _stretch(arr: np.ndarray, background: np.ndarray, noise: np.ndarray, softening: float, *,
+             in_place: bool = False) -> np.ndarray:
+    """The arcsinh stretch of float64 cutouts ``arr`` (N, H, W) given each one's sky and noise.
+    ``in_place``: compute in ``arr`` itself (a copy the caller owns), with no temporaries."""
     # A constant or all-zero cutout has no noise to scale by; fall back to unit scale.
     noise = np.where(noise > np.finfo(np.float32).tiny, noise, 1.0)
+    scaled = arr if in_place else np.empty_like(arr)
     with np.errstate(over="ignore"):  # a bright pixel over a tiny noise: saturate, do not overflow
-        scaled = (arr - background[:, None, None]) / (softening * noise[:, None, None])
+        np.subtract(arr, background[:, None, None], out=scaled)
+        np.divide(scaled, softening * noise[:, None, None], out=scaled)
     big = np.finfo(np.float64).max
-    return np.arcsinh(np.clip(scaled, -big, big, out=scaled)).astype(np.float32)
+    np.clip(scaled, -big, big, out=scaled)
+    return np.arcsinh(scaled, out=scaled).astype(np.float32)
 
 
 def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.ndarray:
@@ -130,4 +135,4 @@ def _normalize_chunk(arr: np.ndarray, out: np.ndarray, start: int, softening: fl
     part = arr[start:start + _CHUNK].astype(np.float64)
     flat = part.reshape(part.shape[0], -1)
     background, mad = _median_mad(flat, True)
-    out[start:start + _CHUNK] = _stretch(part, background, mad * _MAD_TO_STD, softening)
+    out[start:start + _CHUNK] = _stretch(part, background, mad * _MAD_TO_STD, softening, in_place=True)

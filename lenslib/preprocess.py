@@ -114,8 +114,10 @@ def normalize(cutouts, *, softening: float = SOFTENING_SIGMA, threads: int = 1) 
     :func:`row_medians`: bit for bit :func:`normalize_reference`, several times faster
     (``bench/bench_scan.py``).  ``threads``: split the cutouts over that many threads (the
     compiled kernels and numpy release the GIL); the same numbers."""
+    from .models.common import is_integer
+
     arr = validate_cutouts(cutouts)
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+    if not is_integer(threads):
         raise InputError(f"threads must be a positive integer (got {threads!r})")
     out = np.empty(arr.shape, dtype=np.float32)
     starts = range(0, len(arr), _CHUNK)

@@ -129,7 +129,7 @@ def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transform
     """What :func:`predict` does after :func:`~lenslib.preprocess.normalize`: the lens
     probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time,
     averaged over ``transforms`` flips and quarter turns.  For callers that normalise elsewhere
-    (the survey scan, in a thread of its own)."""
+    (the survey scan, on every core between network calls)."""
     total = np.zeros(len(x), dtype=np.float64)
     for k in range(transforms):
         view = dihedral(x, k) if k else x

@@ -71,6 +71,13 @@ def _read_state(run_dir: Path, recipe: FinderRecipe) -> dict | None:
     return state
 
 
+def _held_out(shard: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A held-out shard's normalised cutouts, as the network takes them (float32, (N, H, W, 1)),
+    and its labels."""
+    x, y = load_normalized(shard)
+    return np.asarray(x, dtype=np.float32)[..., None], y
+
+
 def _kinds(shard: Path) -> np.ndarray:
     """The ``kind`` of each image of a simulated shard."""
     from ..dataset import load_dataset
@@ -270,8 +277,7 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
         held_out.append(shard_config(recipe, 0, sky=sky, calibration=True))  # for the operating point
     val_shard, *calibration_shard = simulate_shards(held_out, data_dir, workers=workers, scheduler=scheduler,
                                                     progress=False)
-    val_x, val_y = load_normalized(val_shard)
-    val_x = np.asarray(val_x, dtype=np.float32)[..., None]
+    val_x, val_y = _held_out(val_shard)
 
     size = train_configs[0].image_size
     if recipe.mined_shards:
@@ -321,9 +327,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     if recipe.max_kind_flag_rate is not None:
         point_shard, point_x, point_y, set_on = val_shard, val_x, val_y, "validation"
         if calibration_shard:
-            point_shard = calibration_shard[0]
-            point_x, point_y = load_normalized(point_shard)
-            point_x, set_on = np.asarray(point_x, dtype=np.float32)[..., None], "calibration"
+            point_shard, set_on = calibration_shard[0], "calibration"
+            point_x, point_y = _held_out(point_shard)
         operating_point = set_operating_point(final, point_x, point_y, _kinds(point_shard),
                                               recipe.max_kind_flag_rate,
                                               confidence=recipe.flag_rate_confidence, set_on=set_on)

@@ -387,6 +387,42 @@ def test_flag_rates_by_bins_each_kind_and_leaves_out_what_has_no_value():
         flag_rates_by(labels, scores, kinds, mags[:3], (15, 19), name="deflector_mag")
 
 
+def test_hardest_cases_are_the_lowest_lenses_and_highest_nonlenses_with_their_cutouts(smoke_dataset,
+                                                                                      smoke_dataset_path):
+    """FinderBenchmark.hardest: the lenses scored lowest, then the non-lenses scored highest, each
+    worst first, with their metadata; cutouts() reads those rows' pixels from the benchmark file."""
+    from astropy.table import Table
+
+    from lenslib.diagnostics import diagnose
+    from lenslib.finder.benchmark import FinderBenchmark
+
+    data = smoke_dataset
+    rows = np.arange(3, len(data))  # not every row of the file
+    labels = data.labels[rows]
+    scores = np.random.default_rng(5).uniform(size=len(rows)).astype(np.float32)
+    meta = data.metadata[rows]
+    result = FinderBenchmark(report=diagnose(labels, scores, meta, rows=rows), flagged=Table(),
+                             flagged_by_deflector_mag=Table(), shifted={}, skies=Table(), metadata=meta,
+                             path=smoke_dataset_path)
+    n = 3
+    table = result.hardest(n)
+    assert list(table["label"]) == [1] * n + [0] * n
+    lens_scores, nonlens_scores = np.sort(scores[labels == 1]), np.sort(scores[labels == 0])[::-1]
+    np.testing.assert_array_equal(table["score"], np.r_[lens_scores[:n], nonlens_scores[:n]])
+    for row in table:
+        assert data.labels[row["row"]] == row["label"]
+        assert data.metadata["kind"][row["row"]] == row["kind"]
+        assert scores[np.flatnonzero(rows == row["row"])[0]] == row["score"]
+    asked = [table["row"][2], table["row"][0], table["row"][2]]  # unsorted, repeated
+    np.testing.assert_array_equal(result.cutouts(asked), data.images[asked])
+    with pytest.raises(ValueError, match="rows must be in"):
+        result.cutouts([len(data)])
+    with pytest.raises(ValueError, match="n"):
+        result.hardest(0)
+    with pytest.raises(ValueError, match="no metadata"):
+        dataclasses.replace(result, metadata=None).hardest(2)
+
+
 def test_finder_rows_copy_the_trunk_and_freeze_it_for_the_fast_path(tmp_path):
     """build_model('finder'): the frozen row is the pretrained trunk under a new head, with the
     frozen fast path; finetune trains the trunk; scratch refuses weights."""

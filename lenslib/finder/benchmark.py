@@ -15,6 +15,7 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from astropy.table import Table
@@ -30,6 +31,8 @@ TARGETS = {"roc_auc": 0.995, "tpr0": 0.5, "tpr10": 0.75, "max_flag_rate": 0.05, 
 DEFLECTOR_MAG_BINS = (15.0, 19.0, 20.0, 21.0, 24.0)
 #: Einstein radii (arcsec) of :func:`bright_rings`: from typical to the widest the sky draws.
 RING_RADII = (0.8, 1.6, 2.0, 2.2, 2.4)
+#: What :meth:`FinderBenchmark.hardest` shows beside each score (those the metadata has).
+HARDEST_COLUMNS = ("kind", "arc_snr", "theta_e", "arc_coverage", "deflector_mag", "source_mag", "central_mag")
 
 
 def bright_rings(radii=RING_RADII, *, per_radius: int = 8, seed: int = 1,
@@ -128,6 +131,45 @@ class FinderBenchmark:
     shifted: dict[str, DiagnosticReport]  # the shifted skies
     skies: Table  # summary_table over the benchmark sky and the shifted ones
     seconds: dict[str, float] = field(default_factory=dict)
+    metadata: Table | None = None  # the benchmark sky's metadata, a row per score of ``report``
+    path: Path | None = None  # the benchmark sky's file, for :meth:`cutouts`
+
+    def hardest(self, n: int = 12) -> Table:
+        """The ``n`` lenses scored lowest and the ``n`` non-lenses scored highest, each worst first:
+        what to look at, by eye, to see what the finder gets wrong.  Columns ``row`` (the benchmark
+        file's row, for :meth:`cutouts`), ``label``, ``score`` and those of :data:`HARDEST_COLUMNS`
+        the metadata has."""
+        from ..config.checks import check_range
+
+        check_range("FinderBenchmark.hardest", "n", n, 1, 1_000_000, integer=True)
+        if self.metadata is None:
+            raise ValueError("this benchmark kept no metadata (made by benchmark() before it did)")
+        labels, scores = self.report.labels, self.report.scores
+        lenses, nonlenses = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+        picked = np.concatenate([lenses[np.argsort(scores[lenses], kind="stable")[:n]],
+                                 nonlenses[np.argsort(-scores[nonlenses], kind="stable")[:n]]])
+        table = Table({"row": self.report.rows[picked], "label": labels[picked], "score": scores[picked]})
+        for column in HARDEST_COLUMNS:
+            if column in self.metadata.colnames:
+                table[column] = self.metadata[column][picked]
+        return table
+
+    def cutouts(self, rows) -> np.ndarray:
+        """The benchmark sky's cutouts (e-/s, ``(N, H, W)``) at file ``rows``, in that order."""
+        from ..dataset import load_dataset
+
+        if self.path is None:
+            raise ValueError("this benchmark kept no file path (made by benchmark() before it did)")
+        rows = np.asarray(rows, dtype=np.int64)
+        unique, where = np.unique(rows, return_inverse=True)
+        data = load_dataset(self.path, in_memory=False, verify=False)
+        try:
+            if len(unique) and (unique[0] < 0 or unique[-1] >= len(data)):
+                raise ValueError(f"rows must be in [0, {len(data)}) for {self.path.name} "
+                                 f"(got {rows.tolist()})")
+            return np.asarray(data.images[unique])[where]
+        finally:
+            data.images.file.close()
 
     def record(self) -> dict:
         """JSON-ready figures (for the model card and the book)."""
@@ -181,7 +223,7 @@ def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, thr
     """Score ``model`` (a Keras model, a ``.keras`` path or a shipped finder's name) on the
     benchmark sky and its shifted skies (simulated once and cached in ``data_dir``), each score
     the mean over ``transforms`` flips and quarter turns (:func:`lenslib.models.predict`)."""
-    from ..dataset import get_dataset
+    from ..dataset import dataset_path, get_dataset
     from ..models import load_model
 
     if not hasattr(model, "predict_on_batch"):
@@ -212,5 +254,6 @@ def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, thr
                if name != "default"}
     skies = summary_table({"benchmark": report, **shifted})
     return FinderBenchmark(report=report, flagged=flagged, flagged_by_deflector_mag=by_mag, shifted=shifted,
-                           skies=skies, seconds=seconds)
+                           skies=skies, seconds=seconds, metadata=metadata,
+                           path=dataset_path(test_sky, data_dir))
 

@@ -9,6 +9,8 @@ or exposure time lands on the same numerical scale as the training set.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import InputError, InputTypeError
@@ -106,19 +108,21 @@ def normalize_reference(cutouts, *, softening: float = SOFTENING_SIGMA) -> np.nd
     return _stretch(arr, np.median(flat, axis=1), mad_std(flat, axis=1), softening)
 
 
-def normalize(cutouts, *, softening: float = SOFTENING_SIGMA, threads: int = 1) -> np.ndarray:
+def normalize(cutouts, *, softening: float = SOFTENING_SIGMA, threads: int | None = 1) -> np.ndarray:
     """Sky-subtract, noise-scale and arcsinh-stretch cutouts in e-/s; returns float32 ``(N, H, W)``.
 
     The sky is each cutout's median and the noise its MAD-based standard deviation, in float64
     (astropy's ``mad_std``), computed a few cutouts at a time by the compiled selection of
     :func:`row_medians`: bit for bit :func:`normalize_reference`, several times faster
     (``bench/bench_scan.py``).  ``threads``: split the cutouts over that many threads (the
-    compiled kernels and numpy release the GIL); the same numbers."""
+    compiled kernels and numpy release the GIL; None: one per core); the same numbers."""
     from .models.common import is_integer
 
     arr = validate_cutouts(cutouts)
+    if threads is None:
+        threads = os.cpu_count() or 1
     if not is_integer(threads):
-        raise InputError(f"threads must be a positive integer (got {threads!r})")
+        raise InputError(f"threads must be a positive integer or None (got {threads!r})")
     out = np.empty(arr.shape, dtype=np.float32)
     starts = range(0, len(arr), _CHUNK)
     if threads == 1 or len(arr) <= _CHUNK:

@@ -72,6 +72,7 @@ def test_fast_normalisation_is_bit_for_bit_the_reference():
         np.testing.assert_array_equal(normalize(cutouts), reference)
         # Split over threads (the survey scan's way, between network calls): the same numbers.
         np.testing.assert_array_equal(normalize(cutouts, threads=3), reference)
+        np.testing.assert_array_equal(normalize(cutouts, threads=None), reference)  # one per core
     with pytest.raises(ValueError, match="threads"):
         normalize(np.ones((2, 10, 10)), threads=0)
 

@@ -4,7 +4,6 @@ name), and score cutouts with it."""
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -110,26 +109,21 @@ def predict(model, cutouts, *, batch_size: int = 128, transforms: int = 1) -> np
         raise InputError(f"cutouts must be {height}x{width} pixels for this model "
                          f"({_shape_error(np.shape(cutouts), arr.shape)})")
     out = np.empty(len(arr), dtype=np.float32)
-    # Batch by batch: predict_on_batch skips the per-call set-up of Model.predict, which
-    # dominates when a survey scan scores many small batches.  The next batch is normalised in a
-    # second thread while the network scores this one (numpy and TensorFlow both release the
-    # GIL): about 10% faster with a fast network on 2 cores, and the same numbers.
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(normalize, arr[:batch_size])
-        for start in range(0, len(arr), batch_size):
-            x = pending.result()
-            if start + batch_size < len(arr):
-                pending = pool.submit(normalize, arr[start + batch_size:start + 2 * batch_size])
-            out[start:start + len(x)] = predict_normalized(model, x, batch_size=batch_size,
-                                                           transforms=transforms)
+    # Batch by batch (predict_on_batch skips the per-call set-up of Model.predict), each batch
+    # normalised on every core just before the network scores it, as the survey scan does: on
+    # 2 cores this keeps pace with normalising the next batch in a thread of its own during the
+    # network call (0.88x against 0.87x the bare network, bench/README.md), with one way for both.
+    for start in range(0, len(arr), batch_size):
+        x = normalize(arr[start:start + batch_size], threads=None)
+        out[start:start + len(x)] = predict_normalized(model, x, batch_size=batch_size, transforms=transforms)
     return out
 
 
 def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transforms: int = 1) -> np.ndarray:
     """What :func:`predict` does after :func:`~lenslib.preprocess.normalize`: the lens
     probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time,
-    averaged over ``transforms`` flips and quarter turns.  For callers that normalise elsewhere
-    (the survey scan, on every core between network calls)."""
+    averaged over ``transforms`` flips and quarter turns.  For callers that normalise their own
+    batches (the survey scan, which gathers full batches across blocks of tiles)."""
     total = np.zeros(len(x), dtype=np.float64)
     for k in range(transforms):
         view = dihedral(x, k) if k else x

@@ -140,7 +140,7 @@ class _FullBatches:
                 self.waiting[0] = (block, tile_rows[k:], tile_cols[k:], cutouts[k:])
             taken += k
         batch = parts[0][3] if len(parts) == 1 else np.concatenate([part[3] for part in parts])
-        scores = predict_normalized(self.model, normalize(batch, threads=os.cpu_count() or 1), batch_size=n,
+        scores = predict_normalized(self.model, normalize(batch, threads=None), batch_size=n,
                                     transforms=self.transforms)
         start = 0
         for block, tile_rows, tile_cols, _ in parts:

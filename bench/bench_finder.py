@@ -1,7 +1,10 @@
 """The lenslib finder's benchmark (issue 12): speed against LensFlow, and what it finds.
 
 1. Speed, measured in this run on the same batches: training and inference images/s of the
-   finder and of LensFlow (the baseline), and their ratio.
+   finder and of LensFlow (the baseline), and their ratio; then both again under Keras's
+   ``mixed_bfloat16`` policy (``bfloat16`` in the card), and the ratio to float32.  lenslib
+   trains and scores in float32 (see bench/README.md for why); the bfloat16 figures say what a
+   CPU with native bfloat16 would gain.
 2. The benchmark sky (:mod:`lenslib.finder.benchmark`): ``--n-images`` distinct cutouts of the
    default sky with a seed no training shard uses: ROC AUC, TPR0, TPR10, TPR at FPR 1e-3 and 1e-4,
    purity at a prevalence of 1e-3; AUC against each non-lens kind and the share of each kind
@@ -66,16 +69,28 @@ def speed() -> dict:
     from lenslib.models import build_lensflow
 
     out = {}
-    for name, build in (("finder", build_finder), ("lensflow", build_lensflow)):
-        model = build()
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        out[name] = {"train": images_per_second(model, train=True),
-                     "infer": images_per_second(model, train=False), "parameters": model.count_params()}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            for name, build in (("finder", build_finder), ("lensflow", build_lensflow)):
+                model = build()
+                model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+                key = name if policy == "float32" else f"{name}_bfloat16"
+                out[key] = {"train": images_per_second(model, train=True),
+                            "infer": images_per_second(model, train=False),
+                            "parameters": model.count_params()}
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
     print(f"\ncores available: {os.cpu_count()}; batches of 128 random 100x100 cutouts")
     for what in ("train", "infer"):
         f, b = out["finder"][what], out["lensflow"][what]
         print(f"  {what:5s}: finder {f:7.0f} images/s, LensFlow (baseline) {b:6.0f} images/s: {f / b:.2f}x")
     print(f"  parameters: finder {out['finder']['parameters']:,}, LensFlow {out['lensflow']['parameters']:,}")
+    print("  under mixed_bfloat16 (ratio to float32, same run):")
+    for what in ("train", "infer"):
+        f, b = out["finder_bfloat16"][what], out["lensflow_bfloat16"][what]
+        print(f"  {what:5s}: finder {f:7.0f} images/s ({f / out['finder'][what]:.2f}x), "
+              f"LensFlow {b:6.0f} images/s ({b / out['lensflow'][what]:.2f}x)")
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from lenslib.config import SIMULATOR_VERSION, FinderRecipe, SimulationConfig, config_to_dict, get_profile
 from lenslib.finder.benchmark import TARGETS, check_targets, flag_rates
-from lenslib.finder.shards import ShardStream, shard_config, shard_configs
+from lenslib.finder.shards import ShardStream, held_out_config, shard_config, shard_configs
 
 
 def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
@@ -58,8 +58,8 @@ def test_shards_are_distinct_balanced_parents_of_the_default_sky():
     assert [c.n_images for c in default] == [recipe.shard_parents] * 5  # equal shards, always
     assert [c.n_images for c in hard + extra + wide] == [recipe.shard_parents] * 4
     assert [c.theta_e_range for c in configs] == [SimulationConfig().theta_e_range] * 8 + [(1.5, 2.5)]
-    val = shard_config(recipe, 0, validation=True)
-    calibration = shard_config(recipe, 0, calibration=True)  # where the operating point is set
+    val = held_out_config(recipe, "validation")
+    calibration = held_out_config(recipe, "calibration")  # where the operating point is set
     assert calibration.n_images == recipe.calibration_parents == 20_000
     seeds = [c.seed for c in configs] + [val.seed, calibration.seed]
     assert len(set(seeds)) == len(seeds)
@@ -78,10 +78,13 @@ def test_shards_are_distinct_balanced_parents_of_the_default_sky():
         assert same == SimulationConfig()
     with pytest.raises(ValueError, match="shard index"):
         shard_config(recipe, recipe.n_shards)
-    with pytest.raises(ValueError, match="not both"):
-        shard_config(recipe, 0, validation=True, calibration=True)
+    with pytest.raises(ValueError, match="role must be one of"):
+        held_out_config(recipe, "test")
     with pytest.raises(ValueError, match="calibration_parents=0"):
-        shard_config(dataclasses.replace(recipe, calibration_parents=0), 0, calibration=True)
+        held_out_config(dataclasses.replace(recipe, calibration_parents=0), "calibration")
+    # The held-out skies keep the seeds (and so the cached files) they had as shard_config's flags.
+    base = recipe.seed * 1_000_003
+    assert (val.seed, calibration.seed) == (base + 999_999, base + 999_998)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +257,7 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
     assert point["max_kind_flag_rate"] == recipe.max_kind_flag_rate == 0.05
     assert point["confidence"] == recipe.flag_rate_confidence == 0.95
     assert point["set_on"] == "calibration" and point["n_images"] == recipe.calibration_parents == 80
-    held_out = load_dataset(shard_paths([shard_config(recipe, 0, calibration=True)], data_dir)[0])
+    held_out = load_dataset(shard_paths([held_out_config(recipe, "calibration")], data_dir)[0])
     scores = lenslib.predict(resumed.model_path, held_out.images)
     kinds = np.asarray(held_out.metadata["kind"]).astype(str)
     for kind, rate in point["flag_rates"].items():
@@ -338,7 +341,7 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
     for a, b, w in zip(shipped.get_weights(), run.model.get_weights(), shipped.weights):
         if "moving" not in w.path:
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    (val,) = simulate_shards([shard_config(warm, 0, validation=True)], data_dir, workers=1, progress=False)
+    (val,) = simulate_shards([held_out_config(warm, "validation")], data_dir, workers=1, progress=False)
     x, y = load_normalized(val)
     assert roc_auc_score(y, run.model.predict(np.asarray(x, "float32")[..., None], verbose=0)[:, 1]) >= 0.85
     card = json.loads(run.card_path.read_text())

@@ -33,36 +33,46 @@ from ..preprocess import normalize
 _NORMALIZE_BATCH = 1000
 
 
-def shard_config(recipe: FinderRecipe, index: int, *, sky: SimulationConfig | None = None,
-                 validation: bool = False, calibration: bool = False) -> SimulationConfig:
-    """The sky of training shard ``index`` (or of the validation set, or of the calibration set
-    the operating point is set on): ``sky`` (default: the default sky) with the recipe's counts,
-    neighbour fraction, no stored augmentation and a seed of its own; shards from
+#: The held-out sets of a recipe and the offsets of their seeds (training shards use their index).
+HELD_OUT_SEED_OFFSETS = {"validation": 999_999, "calibration": 999_998}
+
+
+def shard_config(recipe: FinderRecipe, index: int, *,
+                 sky: SimulationConfig | None = None) -> SimulationConfig:
+    """The sky of training shard ``index``: ``sky`` (default: the default sky) with the recipe's
+    counts, neighbour fraction, no stored augmentation and a seed of its own; shards from
     ``recipe.n_default_shards`` on are hard- or extra-negative shards, whose non-lenses follow the
     recipe's mix for them (:meth:`FinderRecipe.nonlens_mix`), then wide-lens shards, whose lenses
     (and unlensed twins) have Einstein radii in ``recipe.wide_theta_e_range``."""
-    sky = SimulationConfig() if sky is None else sky
     if not 0 <= index < recipe.n_shards:
         raise ValueError(f"shard index must be in [0, {recipe.n_shards}) for this recipe (got {index})")
-    if validation and calibration:
-        raise ValueError("a shard is for validation or for calibration, not both")
-    if calibration and recipe.calibration_parents < 2:
-        raise ValueError(f"this recipe sets its operating point on the validation set "
-                         f"(calibration_parents={recipe.calibration_parents})")
-    held_out = validation or calibration
-    mix = None if held_out else recipe.nonlens_mix(index)
-    if validation:
-        n = recipe.validation_parents
-    elif calibration:
-        n = recipe.calibration_parents
-    elif index >= recipe.n_default_shards:
+    mix = recipe.nonlens_mix(index)
+    if index >= recipe.n_default_shards:
         n = recipe.shard_parents
     else:
         n = min(recipe.shard_parents, recipe.train_parents - index * recipe.shard_parents)
-    seed = recipe.seed * 1_000_003 + (999_999 if validation else 999_998 if calibration else index)
     changes = {} if mix is None else {"nonlens_kinds": mix}
-    if not held_out and recipe.is_wide_lens_shard(index):
+    if recipe.is_wide_lens_shard(index):
         changes["theta_e_range"] = tuple(float(v) for v in recipe.wide_theta_e_range)
+    return _shard_sky(recipe, sky, n, recipe.seed * 1_000_003 + index, changes)
+
+
+def held_out_config(recipe: FinderRecipe, role: str, *,
+                    sky: SimulationConfig | None = None) -> SimulationConfig:
+    """The sky of a held-out set of the default mix: ``role`` "validation" (scored after each epoch;
+    ``recipe.validation_parents`` images) or "calibration" (where the operating point is set;
+    ``recipe.calibration_parents``), each with a seed no training shard uses."""
+    if role not in HELD_OUT_SEED_OFFSETS:
+        raise ValueError(f"role must be one of {tuple(HELD_OUT_SEED_OFFSETS)} (got {role!r})")
+    if role == "calibration" and recipe.calibration_parents < 2:
+        raise ValueError(f"this recipe sets its operating point on the validation set "
+                         f"(calibration_parents={recipe.calibration_parents})")
+    n = recipe.validation_parents if role == "validation" else recipe.calibration_parents
+    return _shard_sky(recipe, sky, n, recipe.seed * 1_000_003 + HELD_OUT_SEED_OFFSETS[role], {})
+
+
+def _shard_sky(recipe: FinderRecipe, sky: SimulationConfig | None, n: int, seed: int, changes: dict):
+    sky = SimulationConfig() if sky is None else sky
     return dataclasses.replace(sky, n_lenses=n // 2, n_nonlenses=n - n // 2, augment_copies=0,
                                twin_neighbour_fraction=recipe.twin_neighbour_fraction, seed=seed, **changes)
 

@@ -33,9 +33,9 @@ from .operating import set_operating_point
 from .shards import (
     ShardStream,
     finder_scores,
+    held_out_config,
     load_normalized,
     mine_negatives,
-    shard_config,
     shard_configs,
     simulate_shards,
 )
@@ -270,11 +270,11 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     state = _read_state(run_dir, recipe)
     progress = None if verbose else False
     train_configs = shard_configs(recipe, sky=sky)
-    val_config = shard_config(recipe, 0, sky=sky, validation=True)
+    val_config = held_out_config(recipe, "validation", sky=sky)
     shards = simulate_shards(train_configs, data_dir, workers=workers, scheduler=scheduler, progress=progress)
     held_out = [val_config]
     if recipe.max_kind_flag_rate is not None and recipe.calibration_parents:
-        held_out.append(shard_config(recipe, 0, sky=sky, calibration=True))  # for the operating point
+        held_out.append(held_out_config(recipe, "calibration", sky=sky))  # for the operating point
     val_shard, *calibration_shard = simulate_shards(held_out, data_dir, workers=workers, scheduler=scheduler,
                                                     progress=False)
     val_x, val_y = _held_out(val_shard)

@@ -9,6 +9,9 @@ scratch for ``--epochs``, and print
 - the baseline, measured in the same run: gradient-boosted trees on nine aggregated image
   statistics (:func:`lenslib.diagnostics.shortcut_test`), and the ratio of the network's AUC to
   it, overall and against same-population ellipticals (where only the lensed light can help);
+- the population shortcut (:func:`lenslib.diagnostics.population_shortcut`, ``--shortcut-pairs``
+  fresh lenses and twins): the same statistics on the lenses as observed and with their lensed
+  light taken out (at chance there: no population shortcut);
 - the same network on a fresh default sky and on three shifted skies (``--shifted-images``
   each): another PSF, half the depth, other deflector and source populations;
 - wall times of simulation, training and evaluation.
@@ -25,7 +28,13 @@ import tempfile
 import time
 
 from lenslib.config import SimulationConfig, config_hash
-from lenslib.diagnostics import SAME_POPULATION_KIND, evaluate_shifted, learnability, summary_table
+from lenslib.diagnostics import (
+    SAME_POPULATION_KIND,
+    evaluate_shifted,
+    learnability,
+    population_shortcut,
+    summary_table,
+)
 
 
 def show(title: str, table) -> None:
@@ -78,6 +87,11 @@ def run(args, data_dir: str) -> None:
               f"{ratio(net[test], base)}; above chance: {ratio(net[test] - 0.5, base - 0.5)}")
 
     start = time.perf_counter()
+    population = population_shortcut(config, args.shortcut_pairs, seed=args.split_seed)
+    show(f"population shortcut: the same statistics on {args.shortcut_pairs} fresh lenses and as many twins, "
+         f"as observed and with the lensed light taken out ({time.perf_counter() - start:.1f} s)", population)
+
+    start = time.perf_counter()
     reports = evaluate_shifted(result.model, config, n_images=args.shifted_images, data_dir=data_dir,
                                workers=args.workers)
     wall = time.perf_counter() - start
@@ -97,6 +111,8 @@ def main() -> None:
     parser.add_argument("--n-images", type=int, default=6000, help="images of the training sky")
     parser.add_argument("--epochs", type=int, default=8, help="LensFlow epochs (early stopping, patience 3)")
     parser.add_argument("--shifted-images", type=int, default=3000, help="images of each shifted sky")
+    parser.add_argument("--shortcut-pairs", type=int, default=1000,
+                        help="lenses (and as many twins) of the population-shortcut test")
     parser.add_argument("--data-dir", default=None,
                         help="keep (and reuse) the datasets here; default: a temporary directory")
     parser.add_argument("--workers", type=int, default=None, help="simulation processes (default: all cores)")

@@ -26,6 +26,8 @@ class Profile:
     learnability_images: int = 6000
     learnability_epochs: int = 8
     shifted_images: int = 3000
+    #: Lenses (and as many same-population non-lenses) of :func:`lenslib.diagnostics.population_shortcut`.
+    shortcut_pairs: int = 1000
     #: How ``lenslib train-finder`` trains the finder at this profile's size, and the size of the
     #: benchmark sky the finder chapter scores it on (:mod:`lenslib.finder.benchmark`).
     finder: FinderRecipe = field(default_factory=FinderRecipe)
@@ -46,6 +48,7 @@ class Profile:
         check_range("Profile", "learnability_images", self.learnability_images, 40, 10_000_000, integer=True)
         check_range("Profile", "learnability_epochs", self.learnability_epochs, 1, 10_000, integer=True)
         check_range("Profile", "shifted_images", self.shifted_images, 20, 10_000_000, integer=True)
+        check_range("Profile", "shortcut_pairs", self.shortcut_pairs, 3, 10_000_000, integer=True)
         if not isinstance(self.training, TrainingConfig):
             fail("Profile", "training", "a TrainingConfig", self.training)
         check_range("Profile", "finder_test_images", self.finder_test_images, 20, 10_000_000, integer=True)
@@ -65,7 +68,7 @@ def _profiles() -> dict[str, Profile]:
         "smoke": Profile("smoke", SimulationConfig(n_lenses=60, n_nonlenses=54), cv_folds=2,
                          training=TrainingConfig(epochs=2, batch_size=16, patience=1, upsample=1,
                                                  validation_fraction=0.25, end_to_end_epochs=1),
-                         learnability_images=200, learnability_epochs=1, shifted_images=60,
+                         learnability_images=200, learnability_epochs=1, shifted_images=60, shortcut_pairs=30,
                          finder=FinderRecipe(train_parents=160, shard_parents=80, validation_parents=60,
                                              epochs=2, batch_size=32, learning_rate=2e-3,
                                              hard_negative_shards=1, extra_negative_shards=1,
@@ -79,6 +82,7 @@ def _profiles() -> dict[str, Profile]:
                          training=TrainingConfig(epochs=30, batch_size=32, patience=4, upsample=1,
                                                  end_to_end_epochs=4),
                          learnability_images=1800, learnability_epochs=6, shifted_images=600,
+                         shortcut_pairs=400,
                          finder=FinderRecipe(train_parents=20_000, shard_parents=5_000,
                                              validation_parents=2_000, epochs=4, learning_rate=2e-3,
                                              hard_negative_shards=1, extra_negative_shards=0,

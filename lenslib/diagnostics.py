@@ -205,7 +205,8 @@ def population_shortcut(config: SimulationConfig, n_pairs: int = 1000, *, seed: 
     labels = np.r_[np.ones(n_pairs), np.zeros(n_pairs)].astype(int)
     groups = np.arange(labels.size)
     scale = config.instrument.pixel_scale
-    return _shortcut_table([(name, _features(np.concatenate([x, twins]), scale), labels, groups)
+    twin_features = _features(twins, scale)  # per cutout, so shared by both rows
+    return _shortcut_table([(name, np.concatenate([_features(x, scale), twin_features]), labels, groups)
                             for name, x in (("lens_vs_elliptical", observed),
                                             ("lens_without_lensed_light_vs_elliptical", stripped))],
                            n_splits=n_splits, seed=seed)

@@ -420,7 +420,7 @@ def test_hardest_cases_are_the_lowest_lenses_and_highest_nonlenses_with_their_cu
     np.testing.assert_array_equal(result.cutouts(asked), data.images[asked])
     with pytest.raises(ValueError, match="rows must be in"):
         result.cutouts([len(data)])
-    with pytest.raises(ValueError, match="n"):
+    with pytest.raises(ValueError, match=r"hardest\.n must be an integer"):
         result.hardest(0)
     with pytest.raises(ValueError, match="no metadata"):
         dataclasses.replace(result, metadata=None).hardest(2)

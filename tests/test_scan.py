@@ -12,6 +12,7 @@ from lenslib.mosaic import evaluate_scan, make_mosaic, make_wcs, match_to_truth
 from lenslib.scan import (
     NoCandidatesWarning,
     NoWCSWarning,
+    PixelScaleWarning,
     SkippedTilesWarning,
     TileScores,
     candidates_table,
@@ -134,6 +135,51 @@ def test_no_wcs_warns_and_gives_pixel_coordinates_only(spot_model_path, spot_ima
         table = find_lenses(spot_image((200, 200), spots=[(100, 100)]), spot_model_path, progress=False)
     assert len(table) == 1
     assert "skycoord" not in table.colnames and "ra" not in table.colnames
+
+
+def _with_card(model_path, tmp_path, pixel_scale):
+    """A copy of ``model_path`` with a model card beside it (the shipped finder's card, its sky's
+    pixel scale set to ``pixel_scale``), as ``train_finder`` leaves a finder."""
+    import json
+    import shutil
+
+    from lenslib.finder.shipped import DEFAULT_FINDER, shipped_card
+
+    path = tmp_path / "finder.keras"
+    shutil.copy(model_path, path)
+    card = shipped_card(DEFAULT_FINDER)
+    card["sky"]["config"]["instrument"]["pixel_scale"] = pixel_scale
+    path.with_suffix(".json").write_text(json.dumps(card))
+    return path
+
+
+def test_pixels_of_another_size_than_the_finder_learned_are_warned_of(spot_model_path, spot_image, tmp_path):
+    image = spot_image((200, 200), spots=[(100, 100)])
+    model = _with_card(spot_model_path, tmp_path, PIXEL_SCALE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelScaleWarning)  # same pixels (to 2%): no warning
+        table = find_lenses(image, model, wcs=make_wcs(image.shape, PIXEL_SCALE * 1.02), progress=False)
+    assert table.meta["pixel_scale"] == pytest.approx(PIXEL_SCALE * 1.02)
+    assert table.meta["finder_pixel_scale"] == PIXEL_SCALE
+    with pytest.warns(PixelScaleWarning, match=r"pixels are 0\.168 arcsec .* trained on 0\.05 arcsec"):
+        table = find_lenses(image, model, wcs=make_wcs(image.shape, 0.168), progress=False)
+    assert len(table) == 1  # a warning, not a refusal: the scan still runs
+    # A finder without a card: its pixels are unknown, nothing to compare, nothing claimed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelScaleWarning)
+        table = find_lenses(image, spot_model_path, wcs=make_wcs(image.shape, 0.168), progress=False)
+    assert table.meta["pixel_scale"] == pytest.approx(0.168) and "finder_pixel_scale" not in table.meta
+
+
+def test_a_shipped_finder_knows_the_pixels_it_was_trained_on():
+    from lenslib.config import SimulationConfig
+    from lenslib.finder.card import trained_pixel_scale
+    from lenslib.finder.shipped import DEFAULT_FINDER, shipped_path
+
+    expected = SimulationConfig().instrument.pixel_scale
+    assert trained_pixel_scale(DEFAULT_FINDER) == expected
+    assert trained_pixel_scale(shipped_path(DEFAULT_FINDER)) == expected
+    assert trained_pixel_scale(object()) is None
 
 
 def test_nothing_found_warns_and_returns_an_empty_catalog(spot_model_path, spot_image):

@@ -211,3 +211,30 @@ def read_card(path: str | os.PathLike) -> dict:
     if card.get("format") != CARD_FORMAT:
         raise ValueError(f"{path} is not a lenslib model card (format {card.get('format')!r})")
     return card
+
+
+def card_beside(model) -> dict | None:
+    """The model card of ``model`` when one can be found: a shipped finder's name, or a ``.keras``
+    file with its card (``<stem>.json``, as :func:`lenslib.finder.train_finder` writes it) beside
+    it; None for a Keras model object, a file without a card, or a card that cannot be read."""
+    from .shipped import is_shipped_name, shipped_path
+
+    if is_shipped_name(model) and not Path(model).exists():
+        model = shipped_path(model)
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    path = Path(model).with_suffix(".json")
+    try:
+        return read_card(path)
+    except (OSError, ValueError):
+        return None
+
+
+def trained_pixel_scale(model) -> float | None:
+    """The pixel scale (arcsec) of the sky ``model`` was trained on, from its card
+    (:func:`card_beside`); None when unknown."""
+    card = card_beside(model)
+    try:
+        return float(card["sky"]["config"]["instrument"]["pixel_scale"])
+    except (TypeError, KeyError, ValueError):
+        return None

@@ -44,7 +44,7 @@ from ..files import check_table_path
 from ..fitsio import read_image
 from .catalog import candidates_table, merge_detections
 from .checkpoint import CHECKPOINT_FORMAT
-from .checks import NoCandidatesWarning, NoWCSWarning, ScanWarning, SkippedTilesWarning
+from .checks import NoCandidatesWarning, NoWCSWarning, PixelScaleWarning, ScanWarning, SkippedTilesWarning
 from .find import find_lenses, scan_fits
 from .scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, local_cluster, score_tiles
 from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, ZERO_RUN, TileGrid, TileScores, tile_grid
@@ -59,6 +59,6 @@ def __getattr__(name: str):
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CUTOUT_SIZE", "DEFAULT_BATCH_SIZE", "DEFAULT_STRIDE", "MAX_BATCH_SIZE",
-           "NoCandidatesWarning", "NoWCSWarning", "ScanWarning", "SkippedTilesWarning", "TileGrid",
-           "TileScores", "ZERO_RUN", "candidates_table", "check_table_path", "find_lenses", "local_cluster",
-           "merge_detections", "read_image", "scan_fits", "score_tiles", "tile_grid"]
+           "NoCandidatesWarning", "NoWCSWarning", "PixelScaleWarning", "ScanWarning", "SkippedTilesWarning",
+           "TileGrid", "TileScores", "ZERO_RUN", "candidates_table", "check_table_path", "find_lenses",
+           "local_cluster", "merge_detections", "read_image", "scan_fits", "score_tiles", "tile_grid"]

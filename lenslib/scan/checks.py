@@ -4,7 +4,8 @@
   :func:`~lenslib.scan.score_tiles` checked before any work, refused with
   :class:`lenslib.errors.InputError` (a ``ValueError``) or :class:`~lenslib.errors.InputTypeError`
   (also a ``TypeError``) whose message names the argument.
-* :class:`ScanWarning` and its subclasses: no WCS, skipped tiles, no candidates.
+* :class:`ScanWarning` and its subclasses: no WCS, skipped tiles, no candidates, pixels of
+  another size than the finder was trained on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ class NoWCSWarning(ScanWarning):
 
 class SkippedTilesWarning(ScanWarning):
     """Some tiles touch NaN, infinite or masked pixels and were not scored."""
+
+
+class PixelScaleWarning(ScanWarning):
+    """The image's pixels (from its WCS) differ in size from those the finder was trained on."""
+
+#: Relative difference of pixel scales above which :class:`PixelScaleWarning` is raised.
+PIXEL_SCALE_TOLERANCE = 0.05
 
 
 def _as_array(value, name):
@@ -92,6 +100,38 @@ def check_wcs(wcs, shape):
         nx, ny = wcs.pixel_shape
         raise InputError(f"the wcs is for a {nx}x{ny} image but data is {shape[1]}x{shape[0]} pixels")
     return wcs
+
+
+def pixel_scale_arcsec(wcs) -> float:
+    """The mean pixel side of a celestial WCS, in arcsec (its two axes' scales averaged)."""
+    import astropy.units as u
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    celestial = wcs.celestial
+    scales = [(s * u.Unit(unit)).to_value(u.arcsec)
+              for s, unit in zip(proj_plane_pixel_scales(celestial), celestial.wcs.cunit)]
+    return float(np.mean(scales))
+
+
+def check_pixel_scale(wcs, model) -> tuple[float | None, float | None]:
+    """``(image's pixel scale, finder's)`` in arcsec, each None when unknown (no WCS; a model
+    without a card, see :func:`lenslib.finder.card.card_beside`), with a
+    :class:`PixelScaleWarning` when both are known and differ by more than
+    :data:`PIXEL_SCALE_TOLERANCE`: the finder then sees lenses at another angular size, through
+    another PSF sampling, than it learned, and its scores mean little."""
+    import warnings
+
+    from ..finder.card import trained_pixel_scale
+
+    image = None if wcs is None else pixel_scale_arcsec(wcs)
+    trained = trained_pixel_scale(model)
+    if image is not None and trained is not None and abs(image / trained - 1) > PIXEL_SCALE_TOLERANCE:
+        warnings.warn(f"the image's pixels are {image:.4g} arcsec (from its WCS) but the finder was "
+                      f"trained on {trained:.4g} arcsec pixels: Einstein radii and the PSF span "
+                      f"{trained / image:.2g}x the pixels it learned, so its scores mean little here; "
+                      f"resample the image to {trained:.4g} arcsec pixels, or train a finder on a sky "
+                      "of this instrument (`lenslib train-finder`)", PixelScaleWarning, stacklevel=3)
+    return image, trained
 
 
 def check_number(name, value, low, high):

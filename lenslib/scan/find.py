@@ -22,7 +22,15 @@ from ..errors import InputError
 from ..files import MARKER, atomic_output, check_output, check_table_path, write_table
 from ..fitsio import read_image, read_plane
 from .catalog import candidates_table
-from .checks import NoCandidatesWarning, NoWCSWarning, check_checkpoint, check_image, check_number, check_wcs
+from .checks import (
+    NoCandidatesWarning,
+    NoWCSWarning,
+    check_checkpoint,
+    check_image,
+    check_number,
+    check_pixel_scale,
+    check_wcs,
+)
 from .scoring import DEFAULT_BATCH_SIZE, score_tiles
 from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, ZERO_RUN
 
@@ -52,7 +60,10 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         :func:`lenslib.models.load_model`), or the path of its ``.keras`` file.
     wcs : astropy.wcs.WCS, optional
         The image's celestial WCS.  With it the catalog gets ``ra``, ``dec`` and ``skycoord``
-        columns; without it a :class:`NoWCSWarning` says that positions are pixels only.
+        columns; without it a :class:`NoWCSWarning` says that positions are pixels only.  Its
+        pixel scale is compared with the one the finder was trained on, when the finder's model
+        card says (a shipped finder, or a ``.keras`` file with its card beside it): a
+        :class:`PixelScaleWarning` when they differ by more than 5%.
     mask : 2-D array, optional
         True (nonzero) where pixels are bad.  Tiles that touch a pixel with no data (masked, NaN,
         infinite, zero weight, in a run of zeros) are skipped, never scored as sky; a
@@ -96,8 +107,9 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         One row per candidate, best first: ``id``, ``x``, ``y`` (0-based pixel coordinates of the
         candidate), ``ra``, ``dec`` and ``skycoord`` (with a WCS), ``score``, ``n_tiles`` (tiles
         merged) and ``cutout_x0``, ``cutout_y0`` (the best cutout's corner).  ``meta`` records
-        the tiling, how many tiles were scored, resumed and skipped, and the fraction of the
-        image with no data (``no_data``).  An empty table, with a
+        the tiling, how many tiles were scored, resumed and skipped, the fraction of the
+        image with no data (``no_data``) and, where known, the image's and the finder's pixel
+        scales in arcsec (``pixel_scale``, ``finder_pixel_scale``).  An empty table, with a
         :class:`NoCandidatesWarning`, when nothing reaches ``threshold``.
 
     Raises
@@ -118,10 +130,14 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         check_number("min_separation", min_separation, 0.0, np.inf)
     if wcs is None:
         warnings.warn("no WCS given: the candidates have pixel coordinates only", NoWCSWarning, stacklevel=2)
+    image_scale, finder_scale = check_pixel_scale(wcs, model)
     tiles = score_tiles(data, model, mask=mask, weight=weight, stride=stride, batch_size=batch_size,
                         transforms=transforms, zero_run=zero_run, checkpoint=checkpoint, scheduler=scheduler,
                         n_workers=n_workers, progress=progress)
     table = candidates_table(tiles, threshold=threshold, min_separation=min_separation, wcs=wcs)
+    for key, scale in (("pixel_scale", image_scale), ("finder_pixel_scale", finder_scale)):
+        if scale is not None:  # arcsec: the image's (from its WCS), the finder's (from its card)
+            table.meta[key] = scale
     if len(table) == 0:
         warnings.warn(f"no tile scored at or above threshold={threshold:g} "
                       f"({tiles.n_scored + tiles.n_resumed} tiles scored); the catalog is empty",

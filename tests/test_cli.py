@@ -35,6 +35,11 @@ def test_scan_writes_a_catalog_and_a_gallery(field_fits, spot_model_path, tmp_pa
     assert len(table) == 1 and abs(table["x"][0] - 149.5) < 1 and abs(table["y"][0] - 99.5) < 1
     assert gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not out.with_name(out.name + ".scan-checkpoint").exists()  # removed once written
+    refined = tmp_path / "refined.fits"
+    assert main(["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(refined),
+                 "--refine", "0.5", "--no-progress"]) == 0
+    assert "0 skipped, 1 refined;" in capsys.readouterr().out
+    assert Table.read(refined).meta["N_REFINE"] == 1
 
 
 def test_scan_keeps_an_explicit_checkpoint_and_resumes_from_it(field_fits, spot_model_path, tmp_path, capsys):
@@ -55,6 +60,7 @@ def test_scan_reports_bad_input_on_stderr_with_status_2(tmp_path, spot_model_pat
         (["scan", str(field_fits), "--hdu", "0"], "holds no data, not a 2-D image"),
         (["scan", str(field_fits), "--out", str(tmp_path / "c.txt")], "format follows its extension"),
         (["scan", str(field_fits), "--threshold", "2"], "threshold must be a number in [0.0, 1.0]"),
+        (["scan", str(field_fits), "--refine", "2"], "refine must be a number in [0.0, 1.0]"),
         (["scan", str(field_fits), "--model", str(tmp_path / "none.keras")], "model file not found"),
     ]
     for argv, message in cases:

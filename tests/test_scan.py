@@ -159,8 +159,8 @@ def test_pixels_of_another_size_than_the_finder_learned_are_warned_of(spot_model
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelScaleWarning)  # same pixels (to 2%): no warning
         table = find_lenses(image, model, wcs=make_wcs(image.shape, PIXEL_SCALE * 1.02), progress=False)
-    assert table.meta["pixel_scale"] == pytest.approx(PIXEL_SCALE * 1.02)
-    assert table.meta["finder_pixel_scale"] == PIXEL_SCALE
+    assert table.meta["pixscale"] == pytest.approx(PIXEL_SCALE * 1.02)
+    assert table.meta["finderpx"] == PIXEL_SCALE
     with pytest.warns(PixelScaleWarning, match=r"pixels are 0\.168 arcsec .* trained on 0\.05 arcsec"):
         table = find_lenses(image, model, wcs=make_wcs(image.shape, 0.168), progress=False)
     assert len(table) == 1  # a warning, not a refusal: the scan still runs
@@ -168,7 +168,7 @@ def test_pixels_of_another_size_than_the_finder_learned_are_warned_of(spot_model
     with warnings.catch_warnings():
         warnings.simplefilter("error", PixelScaleWarning)
         table = find_lenses(image, spot_model_path, wcs=make_wcs(image.shape, 0.168), progress=False)
-    assert table.meta["pixel_scale"] == pytest.approx(0.168) and "finder_pixel_scale" not in table.meta
+    assert table.meta["pixscale"] == pytest.approx(0.168) and "finderpx" not in table.meta
 
 
 def test_a_shipped_finder_knows_the_pixels_it_was_trained_on():
@@ -297,6 +297,48 @@ def test_transforms_average_tile_scores_and_belong_to_the_checkpoint(spot_model_
 
 
 # --- resuming ---------------------------------------------------------------------------------------------
+
+def _oriented_model():
+    """A tiny finder whose score changes when a cutout is turned or flipped (a dense layer over a
+    10x10 average-pooled cutout, fixed random weights)."""
+    import keras
+
+    inputs = keras.Input((100, 100, 1), name="cutout")
+    x = keras.layers.Flatten()(keras.layers.AveragePooling2D(10)(inputs))
+    dense = keras.layers.Dense(2, activation="softmax", name="softmax")
+    model = keras.Model(inputs, dense(x))
+    weights = np.random.default_rng(3).normal(0, 1, (100, 2)).astype("float32")
+    dense.set_weights([weights, np.zeros(2, dtype="float32")])
+    return model
+
+
+def test_refine_scores_the_best_tiles_again_over_all_eight_views(spot_image, tmp_path):
+    from lenslib.errors import InputError
+
+    model = _oriented_model()
+    image = spot_image((300, 300), spots=[(120, 170), (230, 90)])
+    plain = _quiet(score_tiles, image, model, progress=False)
+    eight = _quiet(score_tiles, image, model, transforms=8, progress=False)
+    cut = float(np.quantile(plain.scores, 0.7))
+    best = plain.scores >= cut
+    assert 0 < best.sum() < best.size
+    assert not np.allclose(plain.scores[best], eight.scores[best], atol=1e-3)  # the views disagree
+    for checkpoint in (None, tmp_path / "ckpt"):  # a checkpoint keeps the first pass's scores
+        refined = _quiet(score_tiles, image, model, refine=cut, checkpoint=checkpoint, progress=False)
+        assert refined.n_refined == best.sum() and refined.refine == cut
+        np.testing.assert_allclose(refined.scores[best], eight.scores[best], rtol=1e-5)
+        np.testing.assert_array_equal(refined.scores[~best], plain.scores[~best])
+    resumed = _quiet(score_tiles, image, model, refine=cut, checkpoint=tmp_path / "ckpt", progress=False)
+    assert resumed.n_resumed == best.size and resumed.n_scored == 0
+    np.testing.assert_array_equal(resumed.scores, refined.scores)
+    table = candidates_table(refined, threshold=0.0)
+    assert table.meta["refine"] == cut and table.meta["n_refine"] == best.sum()
+    assert "refine" not in candidates_table(plain, threshold=0.0).meta
+    with pytest.raises(InputError, match="transforms=8 already did"):
+        score_tiles(image, model, refine=0.5, transforms=8)
+    with pytest.raises(InputError, match=r"refine must be a number in \[0.0, 1.0\]"):
+        score_tiles(image, model, refine=1.5)
+
 
 def test_an_interrupted_scan_resumes_without_rescoring(spot_model_path, spot_image, tmp_path, monkeypatch):
     import lenslib.models.io as io

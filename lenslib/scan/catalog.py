@@ -86,4 +86,6 @@ def candidates_table(tiles: TileScores, *, threshold: float = 0.5, min_separatio
                        "min_sep": float(min_separation), "n_tiles": grid.n_tiles,
                        "n_scored": tiles.n_scored, "n_resume": tiles.n_resumed,
                        "n_skip": tiles.n_skipped, "no_data": round(float(tiles.no_data), 6)})
+    if tiles.refine is not None:
+        table.meta.update({"refine": tiles.refine, "n_refine": tiles.n_refined})
     return table

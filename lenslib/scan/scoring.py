@@ -9,6 +9,8 @@
   while the network scores the current one, :class:`_FullBatches` carries the tiles that do not
   fill a batch over to the next band's, so every batch but the last is full, and normalises each
   batch on every core just before the network scores it.
+* ``_refine``: the tiles that scored at least ``refine`` scored again, in this process, as the
+  mean over all eight flips and quarter turns.
 * :func:`local_cluster`, :func:`dask_client`: a Dask cluster to score on (also used by
   :mod:`lenslib.finder.shards`); :func:`worker_model` loads the model once per worker.
 """
@@ -32,6 +34,7 @@ from .checks import (
     check_int,
     check_mask,
     check_model,
+    check_number,
 )
 from .tiles import (
     DEFAULT_STRIDE,
@@ -40,6 +43,7 @@ from .tiles import (
     TileGrid,
     TileScores,
     read_band,
+    read_rows,
     survey,
     tile_grid,
 )
@@ -47,6 +51,8 @@ from .tiles import (
 DEFAULT_BATCH_SIZE = 256
 #: Largest batch: 8192 cutouts take about 1 GB while normalised; larger batches only cost memory.
 MAX_BATCH_SIZE = 8192
+#: A refined tile's score is the mean over this many flips and quarter turns (all of them).
+REFINE_TRANSFORMS = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -195,8 +201,8 @@ def _progress_bar(total: int, progress, initial: int = 0):
 
 
 def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_STRIDE,
-                batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, zero_run: int = ZERO_RUN,
-                checkpoint=None, scheduler=None, n_workers: int | None = None,
+                batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, refine: float | None = None,
+                zero_run: int = ZERO_RUN, checkpoint=None, scheduler=None, n_workers: int | None = None,
                 progress: bool | None = None) -> TileScores:
     """Score every ``100 x 100`` tile of ``data``; see :func:`~lenslib.scan.find_lenses` for the
     parameters.
@@ -215,6 +221,11 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
         data = np.ma.getdata(data)
     batch_size = check_int("batch_size", batch_size, 1, MAX_BATCH_SIZE)
     transforms = check_transforms(transforms)
+    if refine is not None:
+        refine = check_number("refine", refine, 0.0, 1.0)
+        if transforms == REFINE_TRANSFORMS:
+            raise InputError(f"refine scores tiles again over all {REFINE_TRANSFORMS} flips and quarter "
+                             f"turns, which transforms={transforms} already did: use one or the other")
     zero_run = check_int("zero_run", zero_run, 0, min(data.shape))
     grid = tile_grid(tuple(data.shape), stride=stride)
     checkpoint = check_checkpoint(checkpoint)
@@ -234,6 +245,9 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     finally:
         if close is not None:
             close()
+    if refine is not None:
+        result.refine = refine
+        result.n_refined = _refine(src, grid, result.scores, model, refine, batch_size)
     if result.n_skipped:
         warnings.warn(f"{result.n_skipped} of {grid.n_tiles} tiles touch NaN, infinite or masked pixels "
                       f"and were not scored: {100 * result.no_data:.3g}% of the image has no data (NaN, "
@@ -285,6 +299,35 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tup
         else:
             _score_on_dask(client, src, grid, blocks, str(model_path.resolve()), scoring, finish)
     return result
+
+
+def _refine(src: ImageSource, grid: TileGrid, scores: np.ndarray, model, refine: float,
+            batch_size: int) -> int:
+    """Score again, as the mean over all eight flips and quarter turns, every tile whose score is
+    at least ``refine`` (in ``scores``, in place), ``batch_size`` tiles at a time; returns how
+    many.  The checkpoint keeps the first pass's scores, so a resumed scan refines the same tiles."""
+    from ..models import predict
+
+    hits = np.argwhere(scores >= refine)  # NaN (skipped) compares False
+    cutouts, where = [], []
+
+    def score_pending():
+        index = tuple(np.array(where).T)
+        scores[index] = predict(model, np.stack(cutouts), batch_size=batch_size, transforms=REFINE_TRANSFORMS)
+        cutouts.clear()
+        where.clear()
+
+    for row in np.unique(hits[:, 0]):
+        top = int(grid.y0[row])
+        band = read_rows(src, top, top + grid.size)
+        for col in hits[hits[:, 0] == row, 1]:
+            cutouts.append(band[:, grid.x0[col]:grid.x0[col] + grid.size])
+            where.append((row, col))
+            if len(cutouts) == batch_size:
+                score_pending()
+    if cutouts:
+        score_pending()
+    return len(hits)
 
 
 # --------------------------------------------------------------------------------------------

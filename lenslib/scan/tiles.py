@@ -89,7 +89,8 @@ class TileScores:
     no data).
 
     ``n_scored`` tiles were scored by this call and ``n_resumed`` read back from a checkpoint;
-    ``no_data`` is the fraction of the image's pixels that have no data.
+    ``no_data`` is the fraction of the image's pixels that have no data; ``n_refined`` tiles
+    were scored again over all eight flips and quarter turns (``refine``: the score they reached).
     """
 
     grid: TileGrid
@@ -97,6 +98,8 @@ class TileScores:
     n_scored: int = 0
     n_resumed: int = 0
     no_data: float = 0.0
+    n_refined: int = 0
+    refine: float | None = None
 
     @property
     def skipped(self) -> np.ndarray:

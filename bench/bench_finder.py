@@ -1,7 +1,8 @@
 """The lenslib finder's benchmark (issue 12): speed against LensFlow, and what it finds.
 
 1. Speed, measured in this run on the same batches: training and inference images/s of the
-   finder and of LensFlow (the baseline), and their ratio; then both again under Keras's
+   finder and of LensFlow (the baseline), the median of three rounds taken in turn, and their
+   ratio; then both again under Keras's
    ``mixed_bfloat16`` policy (``bfloat16`` in the card), and the ratio to float32.  lenslib
    trains and scores in float32 (see bench/README.md for why); the bfloat16 figures say what a
    CPU with native bfloat16 would gain.
@@ -15,6 +16,9 @@
 5. Items 2-4 again with test-time augmentation: each score the mean over the 8 flips and quarter
    turns of the cutout (``lenslib.predict(..., transforms=8)``), in the card as
    ``benchmark.transforms_8``.
+6. The benchmark sky's survey figures as a refined scan scores it (``lenslib scan --refine``):
+   the eight-view mean for every cutout whose one-view score reaches ``--refine``, the one-view
+   score for the rest; in the card as ``benchmark.refined``.
 
     python bench/bench_finder.py                                   # the shipped finder, 20,000 cutouts
     python bench/bench_finder.py --model run/lenslib-finder-v10.keras --card run/lenslib-finder-v10.json
@@ -62,7 +66,10 @@ def images_per_second(model, *, train: bool, batch_size: int = 128, steps: int =
     return batch_size / float(np.median(times))
 
 
-def speed() -> dict:
+def speed(rounds: int = 3) -> dict:
+    """Training and inference rates of the finder and of LensFlow, in float32 and under
+    ``mixed_bfloat16``: the median of ``rounds`` measurements taken in turn (the two networks
+    alternate, so that a minute when the machine is slower costs both), each round's kept."""
     import keras
 
     from lenslib.finder import build_finder
@@ -72,25 +79,40 @@ def speed() -> dict:
     for policy in ("float32", "mixed_bfloat16"):
         keras.mixed_precision.set_global_policy(policy)
         try:
+            models = {}
             for name, build in (("finder", build_finder), ("lensflow", build_lensflow)):
                 model = build()
                 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-                key = name if policy == "float32" else f"{name}_bfloat16"
-                out[key] = {"train": images_per_second(model, train=True),
-                            "infer": images_per_second(model, train=False),
-                            "parameters": model.count_params()}
+                models[name if policy == "float32" else f"{name}_bfloat16"] = model
+            measured = {key: {"train": [], "infer": []} for key in models}
+            for _ in range(rounds):
+                for key, model in models.items():
+                    for what in ("train", "infer"):
+                        measured[key][what].append(images_per_second(model, train=what == "train"))
+            for key, model in models.items():
+                out[key] = {"parameters": model.count_params()}
+                for what, values in measured[key].items():
+                    out[key][what] = float(np.median(values))
+                    out[key][f"{what}_rounds"] = [round(v, 1) for v in values]
         finally:
             keras.mixed_precision.set_global_policy("float32")
-    print(f"\ncores available: {os.cpu_count()}; batches of 128 random 100x100 cutouts")
+    print(f"\ncores available: {os.cpu_count()}; batches of 128 random 100x100 cutouts; "
+          f"median of {rounds} rounds [min-max]")
+
+    def rate(key, what):
+        values = out[key][f"{what}_rounds"]
+        return f"{out[key][what]:5.0f} [{min(values):.0f}-{max(values):.0f}] images/s"
+
     for what in ("train", "infer"):
         f, b = out["finder"][what], out["lensflow"][what]
-        print(f"  {what:5s}: finder {f:7.0f} images/s, LensFlow (baseline) {b:6.0f} images/s: {f / b:.2f}x")
+        print(f"  {what:5s}: finder {rate('finder', what)}, LensFlow (baseline) {rate('lensflow', what)}: "
+              f"{f / b:.2f}x")
     print(f"  parameters: finder {out['finder']['parameters']:,}, LensFlow {out['lensflow']['parameters']:,}")
     print("  under mixed_bfloat16 (ratio to float32, same run):")
     for what in ("train", "infer"):
         f, b = out["finder_bfloat16"][what], out["lensflow_bfloat16"][what]
-        print(f"  {what:5s}: finder {f:7.0f} images/s ({f / out['finder'][what]:.2f}x), "
-              f"LensFlow {b:6.0f} images/s ({b / out['lensflow'][what]:.2f}x)")
+        print(f"  {what:5s}: finder {rate('finder_bfloat16', what)} ({f / out['finder'][what]:.2f}x), "
+              f"LensFlow {rate('lensflow_bfloat16', what)} ({b / out['lensflow'][what]:.2f}x)")
     return out
 
 
@@ -104,6 +126,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--card", default=None, help="a model card to write the figures into")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--refine", type=float, default=0.1,
+                        help="cutouts scoring at least this get the eight-view mean in the refined figures")
     args = parser.parse_args()
 
     args.model = args.model or DEFAULT_FINDER
@@ -137,6 +161,20 @@ def main() -> None:
     show("shifted skies, 8 transforms", tta.skies)
     show("the issue's bar, 8 transforms", check_targets(tta.record()))
     figures["transforms_8"] = tta.record()
+
+    from lenslib.diagnostics import diagnose
+
+    again = result.report.scores >= args.refine
+    refined = diagnose(result.report.labels, np.where(again, tta.report.scores, result.report.scores),
+                       result.metadata)
+    print(f"\nrefined: the 8-view mean for the cutouts scoring at least {args.refine} in one view "
+          f"({again[result.report.labels == 0].mean():.2%} of the non-lenses, "
+          f"{again[result.report.labels == 1].mean():.2%} of the lenses), one view for the rest")
+    for key, value in refined.survey.items():
+        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    figures["refined"] = {"refine": args.refine, "survey": refined.survey,
+                          "share_refined": {"nonlenses": float(again[result.report.labels == 0].mean()),
+                                            "lenses": float(again[result.report.labels == 1].mean())}}
     if args.card:
         from lenslib.finder.card import read_card, write_json
 

@@ -21,6 +21,11 @@ default, stride 50):
   blake2b hash of every pixel: the checkpoint's fingerprint), on a SIZE x SIZE float32 FITS file
   read memory-mapped, against the time ``lenslib.predict`` (LensFlow) takes to score that image's
   tiles at the rate measured in the same run;
+- with ``--refine SCORE`` only: a plain scan against a refined one (``lenslib scan --refine``:
+  tiles scoring at least SCORE scored again over all eight flips and quarter turns) on four
+  4000x4000 mock mosaics with 40 lenses and 80 look-alikes each: lenses found, look-alikes and
+  other false positives at a threshold of 0.5, tiles refined, and the refined scan's time as a
+  ratio to the plain one's (the baseline, measured in this run on the same mosaics);
 - peak memory of a scan, each in a fresh process, at two mosaic sizes: the peak of anonymous
   resident memory (sampled every 20 ms; the memory-mapped image's pages are file cache that the
   kernel reclaims at will, so they are not counted) and, for reference, the peak resident set
@@ -30,6 +35,7 @@ default, stride 50):
     python bench/bench_scan.py --model lensflow # the same with an untrained LensFlow
     python bench/bench_scan.py --size 4000 --memory-sizes 2000 6000
     python bench/bench_scan.py --survey 4000
+    python bench/bench_scan.py --refine 0.1
 """
 
 from __future__ import annotations
@@ -249,6 +255,39 @@ def survey_cost(size: int, directory: Path, rounds: int = 3) -> None:
               f"{100 * med / scoring:.1f}% of scoring")
 
 
+def refine_comparison(model, refine: float, *, n_mosaics: int = 4, size: int = 4000, threshold: float = 0.5):
+    """A plain scan against a refined one on ``n_mosaics`` mock mosaics with known answers."""
+    from lenslib.mosaic import evaluate_scan, make_mosaic
+    from lenslib.scan import score_tiles
+
+    totals = {name: dict.fromkeys(("seconds", "found", "lookalikes", "false", "refined", "tiles"), 0.0)
+              for name in ("plain", "refined")}
+    n_lenses = 0
+    for seed in range(100, 100 + n_mosaics):
+        mosaic = make_mosaic((size, size), n_lenses=40, n_lookalikes=80, seed=seed)
+        n_lenses += 40
+        for name, extra in (("plain", {}), ("refined", {"refine": refine})):
+            start = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tiles = score_tiles(mosaic.data, model, stride=STRIDE, batch_size=BATCH, progress=False,
+                                    **extra)
+            seconds = time.perf_counter() - start
+            row = evaluate_scan(tiles, mosaic.truth, thresholds=[threshold])[0]
+            for key, value in (("seconds", seconds), ("found", row["n_recovered"]),
+                               ("lookalikes", row["n_lookalikes"]), ("false", row["n_false"]),
+                               ("refined", tiles.n_refined), ("tiles", tiles.grid.n_tiles)):
+                totals[name][key] += float(value)
+    print(f"{n_mosaics} mock mosaics {size}x{size}, {n_lenses} lenses and {2 * n_lenses} look-alikes in all, "
+          f"threshold {threshold}, model {model.name}")
+    for name, t in totals.items():
+        print(f"  {name:8s} lenses found {t['found']:.0f} / {n_lenses}, false positives {t['false']:.0f} "
+              f"({t['lookalikes']:.0f} on look-alikes), tiles refined {t['refined']:.0f} / {t['tiles']:.0f}, "
+              f"{t['seconds']:.1f} s")
+    ratio = totals["refined"]["seconds"] / totals["plain"]["seconds"]
+    print(f"  the refined scan took {ratio:.2f}x the plain one")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=3000, help="mosaic side for throughput (pixels)")
@@ -261,6 +300,8 @@ def main() -> None:
     parser.add_argument("--survey", type=int, default=None, metavar="SIZE",
                         help="only time the pre-scoring pass (no-data count, fingerprint hash) on a "
                              "SIZE x SIZE image against scoring")
+    parser.add_argument("--refine", type=float, default=None, metavar="SCORE",
+                        help="only compare a plain scan with one refined at SCORE on mock mosaics")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -273,6 +314,10 @@ def main() -> None:
 
     from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_path
     from lenslib.models import build_model, load_model, save_model
+
+    if args.refine is not None:
+        refine_comparison(load_model(args.model or DEFAULT_FINDER), args.refine)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

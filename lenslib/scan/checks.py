@@ -39,6 +39,7 @@ class SkippedTilesWarning(ScanWarning):
 class PixelScaleWarning(ScanWarning):
     """The image's pixels (from its WCS) differ in size from those the finder was trained on."""
 
+
 #: Relative difference of pixel scales above which :class:`PixelScaleWarning` is raised.
 PIXEL_SCALE_TOLERANCE = 0.05
 

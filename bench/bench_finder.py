@@ -51,6 +51,11 @@ def show(title: str, table) -> None:
         print("  " + line)
 
 
+def show_survey(survey: dict) -> None:
+    for key, value in survey.items():
+        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+
+
 def images_per_second(model, *, train: bool, batch_size: int = 128, steps: int = 20) -> float:
     """Median throughput over ``steps`` batches of random cutouts (after 3 warm-up batches)."""
     x = np.random.default_rng(0).normal(size=(batch_size, 100, 100, 1)).astype("float32")
@@ -139,8 +144,7 @@ def main() -> None:
           f"simulated (or loaded) in {result.seconds['simulate']:.0f} s, "
           f"scored in {result.seconds['score']:.0f} s "
           f"({time.perf_counter() - start:.0f} s in all)")
-    for key, value in result.report.survey.items():
-        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    show_survey(result.report.survey)
     show("AUC of all lenses against each kind of non-lens", result.report.by_kind)
     show("share of each kind flagged at a score of 0.5", result.flagged)
     show("share flagged at 0.5 by the central massive galaxy's magnitude", result.flagged_by_deflector_mag)
@@ -155,8 +159,7 @@ def main() -> None:
                     data_dir=os.environ.get("LENSLIB_DATA_DIR"), workers=args.workers, transforms=8)
     print(f"\nthe same, each score the mean over 8 flips and quarter turns "
           f"({time.perf_counter() - start:.0f} s)")
-    for key, value in tta.report.survey.items():
-        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    show_survey(tta.report.survey)
     show("share of each kind flagged at a score of 0.5, 8 transforms", tta.flagged)
     show("shifted skies, 8 transforms", tta.skies)
     show("the issue's bar, 8 transforms", check_targets(tta.record()))
@@ -167,14 +170,13 @@ def main() -> None:
     again = result.report.scores >= args.refine
     refined = diagnose(result.report.labels, np.where(again, tta.report.scores, result.report.scores),
                        result.metadata)
+    share = {"nonlenses": float(again[result.report.labels == 0].mean()),
+             "lenses": float(again[result.report.labels == 1].mean())}
     print(f"\nrefined: the 8-view mean for the cutouts scoring at least {args.refine} in one view "
-          f"({again[result.report.labels == 0].mean():.2%} of the non-lenses, "
-          f"{again[result.report.labels == 1].mean():.2%} of the lenses), one view for the rest")
-    for key, value in refined.survey.items():
-        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
-    figures["refined"] = {"refine": args.refine, "survey": refined.survey,
-                          "share_refined": {"nonlenses": float(again[result.report.labels == 0].mean()),
-                                            "lenses": float(again[result.report.labels == 1].mean())}}
+          f"({share['nonlenses']:.2%} of the non-lenses, {share['lenses']:.2%} of the lenses), "
+          "one view for the rest")
+    show_survey(refined.survey)
+    figures["refined"] = {"refine": args.refine, "survey": refined.survey, "share_refined": share}
     if args.card:
         from lenslib.finder.card import read_card, write_json
 

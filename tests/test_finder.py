@@ -215,6 +215,26 @@ class _Kill:
         return Kill()
 
 
+def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran():
+    from lenslib.finder.card import card_facts, describe_training, training_machines
+
+    laptop = {"device": "CPU", "gpus": [], "cpu_count": 2, "backend": "tensorflow", "tensorflow": "2.21.0"}
+    gpu = "GPU (NVIDIA H100 80GB HBM3), 16 cores, JAX 0.11.2"
+    cpu = "CPU, 2 cores, TensorFlow 2.21.0"
+    rows = [{"epoch": k, "machine": gpu} for k in (1, 2, 3)] + [{"epoch": 4, "machine": cpu}]
+    card = {"machine": laptop, "epochs": 4, "history": rows}
+    assert training_machines(card) == [(gpu, 3), (cpu, 1)]
+    assert describe_training(card) == f"3 epochs on {gpu}, then 1 on {cpu}"
+    # Cards of finders trained before epochs recorded their machine: the machine that finished.
+    old = {"machine": laptop, "epochs": 2, "history": [{"epoch": 1}, {"epoch": 2}]}
+    assert describe_training(old) == cpu and training_machines(old) == [(cpu, 2)]
+    from lenslib.finder import shipped_card
+
+    shipped = shipped_card()
+    facts = dict(zip(card_facts(shipped)["field"], card_facts(shipped)["value"]))
+    assert describe_training(shipped) in facts["wall time"]
+
+
 def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_card(smoke_shards, tmp_path):
     from lenslib.finder import read_card, train_finder
 
@@ -237,7 +257,12 @@ def test_train_finder_logs_checkpoints_resumes_to_the_same_weights_and_writes_a_
     kept = list((tmp_path / "killed").glob("checkpoint-*.keras"))
     assert kept == [tmp_path / "killed" / "checkpoint-3.keras"]
     with open(tmp_path / "killed" / "log.csv") as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
+        log = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in log] == [1, 2, 3]
+    from lenslib.finder.card import describe_machine, machine
+
+    here = describe_machine(machine())
+    assert [r["machine"] for r in log] == [here] * 3  # each epoch says where it ran
 
     card = read_card(resumed.card_path)
     assert card["recipe"] == config_to_dict(recipe)

@@ -135,6 +135,33 @@ def _initial_finder(name: str) -> dict | None:
                                            "wall_time_s", "final_validation_auc")}
 
 
+def training_machines(card: dict) -> list[tuple[str, int]]:
+    """The machines that trained a card's finder, in order, each with its number of epochs
+    (:func:`describe_machine`; consecutive epochs on one machine grouped).  A run resumed on
+    another machine has several; epochs logged before machines were recorded per epoch count
+    as the card's ``machine``, the one that finished the run."""
+    finished_on = describe_machine(card["machine"])
+    runs: list[list] = []
+    for row in card.get("history", []):
+        name = row.get("machine") or finished_on
+        if runs and runs[-1][0] == name:
+            runs[-1][1] += 1
+        else:
+            runs.append([name, 1])
+    return [(name, n) for name, n in runs] or [(finished_on, card["epochs"])]
+
+
+def describe_training(card: dict) -> str:
+    """Where a card's finder was trained, in a few words: one machine's description, or each
+    machine's epochs in turn (``"18 epochs on GPU (...), then 2 on CPU, 2 cores, ..."``)."""
+    runs = training_machines(card)
+    if len(runs) == 1:
+        return runs[0][0]
+    first, *rest = runs
+    return ", then ".join([f"{first[1]} epoch{'s' * (first[1] != 1)} on {first[0]}"]
+                          + [f"{n} on {name}" for name, n in rest])
+
+
 def card_facts(card: dict):
     """How a finder was made, as a two-column ``astropy.table.Table`` (field, value) for a reader:
     the network, the training set and its augmentation, the optimiser, where it started, its
@@ -172,7 +199,7 @@ def card_facts(card: dict):
         ("score 0.5", _operating_fact(card.get("operating_point"))),
         ("images seen", f"{card['images_seen']:,} in this run"),
         ("wall time",
-         f"{card['wall_time_s'] / 60:.1f} min of training ({describe_machine(card['machine'])})"),
+         f"{card['wall_time_s'] / 60:.1f} min of training ({describe_training(card)})"),
         ("sky", f"simulator version {sky['simulator_version']}, config hash {sky['config_hash']}"),
         ("code", card["code_commit"]),
         ("trained", card["trained_at"]),

@@ -28,7 +28,7 @@ import numpy as np
 from ..config import FinderRecipe, SimulationConfig, config_to_dict
 from ..errors import InputError
 from ..files import atomic_output
-from .card import code_commit, write_json
+from .card import code_commit, describe_machine, machine, write_json
 from .operating import set_operating_point
 from .shards import (
     ShardStream,
@@ -40,7 +40,7 @@ from .shards import (
     simulate_shards,
 )
 
-LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s")
+LOG_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_auc", "seconds", "images_per_s", "machine")
 
 
 @dataclass
@@ -93,7 +93,7 @@ def _write_log(path: Path, history: list[dict]) -> None:
     with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
         writer.writeheader()
-        writer.writerows({k: row[k] for k in LOG_COLUMNS} for row in history)
+        writer.writerows({k: row.get(k, "") for k in LOG_COLUMNS} for row in history)
 
 
 def _warm_start(model, name: str) -> None:
@@ -202,7 +202,7 @@ def _stop_after(seconds: float, start: float):
     return StopAfter()
 
 
-def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batch_size: int):
+def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, trained_on: str):
     import keras
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -222,7 +222,7 @@ def _epoch_callback(run_dir: Path, state: dict, val_x, val_y, n_train: int, batc
             row = {"epoch": epoch + 1, "loss": float(logs["loss"]), "accuracy": float(logs["accuracy"]),
                    "val_loss": float(log_loss(val_y, np.clip(scores, 1e-7, 1 - 1e-7), labels=[0, 1])),
                    "val_auc": float(roc_auc_score(val_y, scores)), "seconds": round(seconds, 2),
-                   "images_per_s": round(n_train / seconds, 1)}
+                   "images_per_s": round(n_train / seconds, 1), "machine": trained_on}
             checkpoint = run_dir / f"checkpoint-{epoch + 1}.keras"
             save_model(self.model, checkpoint)
             previous = state.get("checkpoint")
@@ -308,7 +308,10 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     done = state["epochs_done"]
     stream.epoch = done
     if done < recipe.epochs:
-        callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, recipe.batch_size)
+        # Each epoch records the machine that ran it: a run resumed elsewhere (begun on a GPU,
+        # finished on a laptop) says so in its log and card.
+        trained_on = describe_machine(machine())
+        callback = _epoch_callback(run_dir, state, val_x, val_y, stream.n_images, trained_on)
         batches, steps = _dataset(stream, size)
         limit = [] if stop_after is None else [_stop_after(stop_after, call_start)]
         try:

@@ -1,0 +1,87 @@
+"""Train several finders side by side on one GPU machine, from one set of simulated shards.
+
+What made `lenslib-finder-v11` and the capacity probe beside it (bench/README.md, "Three finders
+on one H100"): simulate a recipe's shards once on every core, then run `lenslib train-finder` for
+each variant in its own process, all on the one GPU (a finder this small leaves the GPU mostly
+idle: each process's batch stream on its own core is the limit). A variant is the common recipe
+changes plus its own; each run directory resumes where it stopped, so running the script again
+(same arguments) continues every variant.  Needs only what `lenslib train-finder` needs; on a
+machine with JAX but no TensorFlow, run it with ``KERAS_BACKEND=jax``.
+
+    KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false python bench/gpu_finders.py \\
+        --data-dir /tmp/shards --runs /tmp/runs --budget 560
+
+``--budget``: seconds the whole script may take from its start (simulation included); the
+training runs stop after the last epoch that ends in time (``--stop-after``), leaving 45 s for the
+operating points and cards.  The recipe and variants below are the ones the 2026-11-27 run used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMMON = ["seed=2027", "shard_parents=1000", "train_parents=35000", "hard_negative_shards=9",
+          "extra_negative_shards=18", "wide_lens_shards=18", "mined_shards=0", "mined_by=",
+          "validation_parents=4000", "calibration_parents=20000", "epochs=20"]
+VARIANTS = {
+    "A": ["name=lenslib-finder-v11", "initial_finder=lenslib-finder-v10", "learning_rate=3e-4"],
+    "B": ["name=probe-wide", "initial_finder=", "learning_rate=2e-3", "widths=(32, 64, 128, 256)"],
+    "C": ["name=probe-small", "initial_finder=", "learning_rate=2e-3"],
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", type=Path, required=True, help="where the shards are simulated")
+    p.add_argument("--runs", type=Path, required=True, help="one run directory per variant under it")
+    p.add_argument("--budget", type=float, default=560.0, help="seconds the whole script may take")
+    p.add_argument("--workers", type=int, default=os.cpu_count(), help="simulation processes")
+    args = p.parse_args()
+    start = time.perf_counter()
+
+    def stamp(message: str) -> None:
+        print(f"[{time.perf_counter() - start:7.1f} s] {message}", flush=True)
+
+    from lenslib.config import get_profile
+    from lenslib.finder.cli import recipe_with
+    from lenslib.finder.shards import held_out_config, shard_configs, simulate_shards
+
+    recipe = recipe_with(get_profile("full").finder, COMMON)
+    configs = shard_configs(recipe)
+    stamp(f"simulating {len(configs)} training shards on {args.workers} processes")
+    simulate_shards(configs, args.data_dir, workers=args.workers, progress=False)
+    stamp("training shards done; the held-out sets")
+    held_out = [held_out_config(recipe, "validation"), held_out_config(recipe, "calibration")]
+    simulate_shards(held_out, args.data_dir, workers=args.workers, progress=False)
+    stop = int(args.budget - (time.perf_counter() - start) - 45)
+    stamp(f"simulation done; each run stops after {stop} s")
+
+    runs = {}
+    for key, changes in VARIANTS.items():
+        command = [sys.executable, "-m", "lenslib.cli", "train-finder", "--profile", "full",
+                   "--data-dir", str(args.data_dir), "--run-dir", str(args.runs / key), "--in-memory",
+                   "--quiet", "--stop-after", str(stop)]
+        for change in COMMON + changes:
+            command += ["--set", change]
+        args.runs.mkdir(parents=True, exist_ok=True)
+        log = open(args.runs / f"{key}.log", "w")
+        runs[key] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log
+        stamp(f"started {key}: {' '.join(changes)}")
+    failed = 0
+    for key, (process, log) in runs.items():
+        failed += process.wait() != 0
+        log.close()
+        stamp(f"{key}: " + (args.runs / f"{key}.log").read_text().strip().splitlines()[-1])
+        csv = args.runs / key / "log.csv"
+        if csv.exists():
+            print(csv.read_text(), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

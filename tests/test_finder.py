@@ -215,6 +215,21 @@ class _Kill:
         return Kill()
 
 
+def test_a_checkpoint_written_under_another_backend_trains_with_this_machines_xla_choice(tmp_path):
+    """JAX saves ``jit_compile=True`` in a checkpoint's compile config; TensorFlow on a CPU trains
+    slower with XLA, so a run resumed here from a GPU's checkpoint must not inherit it."""
+    from lenslib.finder import build_finder
+    from lenslib.finder.training import _load_checkpoint
+
+    def compiled(**options):
+        model = build_finder(widths=(4, 8))
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", **options)
+        return model
+
+    compiled(jit_compile=True).save(tmp_path / "checkpoint-1.keras")  # as under JAX
+    assert _load_checkpoint(tmp_path / "checkpoint-1.keras").jit_compile == compiled().jit_compile
+
+
 def test_a_run_resumed_on_another_machine_says_where_each_epoch_ran():
     from lenslib.finder.card import card_facts, describe_training, training_machines
 

@@ -61,6 +61,7 @@ def main() -> int:
     stop = int(args.budget - (time.perf_counter() - start) - 45)
     stamp(f"simulation done; each run stops after {stop} s")
 
+    args.runs.mkdir(parents=True, exist_ok=True)
     runs = {}
     for key, changes in VARIANTS.items():
         command = [sys.executable, "-m", "lenslib.cli", "train-finder", "--profile", "full",
@@ -68,7 +69,6 @@ def main() -> int:
                    "--quiet", "--stop-after", str(stop)]
         for change in COMMON + changes:
             command += ["--set", change]
-        args.runs.mkdir(parents=True, exist_ok=True)
         log = open(args.runs / f"{key}.log", "w")
         runs[key] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), log
         stamp(f"started {key}: {' '.join(changes)}")

@@ -14,6 +14,7 @@ import platform
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime
+from itertools import groupby
 from pathlib import Path
 
 from ..config import (
@@ -141,14 +142,9 @@ def training_machines(card: dict) -> list[tuple[str, int]]:
     another machine has several; epochs logged before machines were recorded per epoch count
     as the card's ``machine``, the one that finished the run."""
     finished_on = describe_machine(card["machine"])
-    runs: list[list] = []
-    for row in card.get("history", []):
-        name = row.get("machine") or finished_on
-        if runs and runs[-1][0] == name:
-            runs[-1][1] += 1
-        else:
-            runs.append([name, 1])
-    return [(name, n) for name, n in runs] or [(finished_on, card["epochs"])]
+    machines = (row.get("machine") or finished_on for row in card.get("history", []))
+    runs = [(name, len(list(epochs))) for name, epochs in groupby(machines)]
+    return runs or [(finished_on, card["epochs"])]
 
 
 def describe_training(card: dict) -> str:

@@ -39,7 +39,8 @@ def test_build_finder_is_small_seeded_and_maps_cutouts_to_two_classes():
                                           ("hard_negative_kinds", ()), ("initial_finder", "v1 weights"),
                                           ("teacher", "v1 weights"), ("teacher_weight", 0.5),
                                           ("score_transforms", 3), ("mined_shards", -1),
-                                          ("mined_by", ""), ("mined_by", "v1 weights"), ("wide_lens_shards", -2),
+                                          ("mined_by", ""), ("mined_by", "v1 weights"),
+                                          ("wide_lens_shards", -2),
                                           ("wide_theta_e_range", (2.5, 1.5)),
                                           ("calibration_parents", 1), ("calibration_parents", -5),
                                           ("flag_rate_confidence", 1.0), ("flag_rate_confidence", 0.0)])

@@ -49,6 +49,14 @@ def test_recipe_refuses_bad_values_naming_the_field(field, value):
         FinderRecipe(**{field: value})
 
 
+def test_recipe_refuses_a_miner_without_mined_shards():
+    # The default recipe mines; turning the shards off must also clear the miner, or the recipe
+    # would name a finder it never uses.
+    with pytest.raises(ValueError, match="FinderRecipe.mined_by"):
+        FinderRecipe(mined_shards=0)
+    assert FinderRecipe(mined_shards=0, mined_by="").mined_shards == 0
+
+
 def test_shards_are_distinct_balanced_parents_of_the_default_sky():
     recipe = FinderRecipe(train_parents=10_000, shard_parents=2_000, hard_negative_shards=2,
                           extra_negative_shards=1, extra_negative_kinds=(("companion", 1.0),),

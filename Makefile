@@ -65,17 +65,17 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # --- the shipped finder -------------------------------------------------------------------------
-# Train the newest finder on the full recipe (lenslib-finder-v12: lenslib-finder-v11's weights
-# trained on for 6 more epochs over v11's 80,000 simulated images of the default sky (35,000 of
-# its own mix, 9,000 with more look-alikes, 18,000 whose non-lenses are all companions and 18,000
-# whose lenses all have Einstein radii of 1.5-2.5", in shards of 1,000 under data/finder) plus the
-# 5,000 training non-lenses v11 scores highest, seen again every epoch (hard-negative mining);
-# then its output is shifted so that 0.5 flags at most 5% of each non-lens kind, with 95%
-# confidence, of a 20,000-image calibration sky; resumable: run it again after an interruption),
-# benchmark it on 20,000 unseen cutouts and the shifted skies (the figures go into its model
-# card), and install both into the package.  v12 ran here on 2 CPU cores; v11, which it starts
-# from, ran 18 of its epochs on a GPU under JAX (bench/README.md).
-FINDER      ?= lenslib-finder-v12
+# Train the newest finder on the full recipe (lenslib-finder-v14: lenslib-finder-v12's weights
+# trained on for 10 more epochs at Adam 2e-4 over 80,000 new simulated images of the default sky
+# (seed 2028: 35,000 of its own mix, 9,000 with more look-alikes, 18,000 whose non-lenses are all
+# companions and 18,000 whose lenses all have Einstein radii of 1.5-2.5", in shards of 1,000 under
+# data/finder) plus the 5,000 of those training non-lenses v12 scores highest, seen again every
+# epoch (hard-negative mining); then its output is shifted so that 0.5 flags at most 5% of each
+# non-lens kind, with 95% confidence, of a 20,000-image calibration sky; resumable: run it again
+# after an interruption), benchmark it on 20,000 unseen cutouts and the shifted skies (the figures
+# go into its model card), and install both into the package.  v14 and v12 ran here on 2 CPU
+# cores; v11, which v12 starts from, ran 18 of its epochs on a GPU under JAX (bench/README.md).
+FINDER      ?= lenslib-finder-v14
 FINDER_RUN  ?= $(LENSLIB_RESULTS_DIR)/finder/$(FINDER)
 finder: $(STAMP)
 	$(BIN)/lenslib train-finder --profile full --run-dir $(FINDER_RUN)

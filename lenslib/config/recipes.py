@@ -117,26 +117,26 @@ class FinderRecipe:
     scores as trained.
     """
 
-    name: str = "lenslib-finder-v12"
+    name: str = "lenslib-finder-v14"
     train_parents: int = 35_000
     shard_parents: int = 1_000
     validation_parents: int = 4_000
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 128
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
-    seed: int = 2027
+    seed: int = 2028
     hard_negative_shards: int = 9
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
     extra_negative_shards: int = 18
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v11"  # "" trains from random weights
+    initial_finder: str = "lenslib-finder-v12"  # "" trains from random weights
     teacher: str = ""  # a shipped finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
     mined_shards: int = 5  # shards of the hardest training non-lenses (by mined_by), seen again
-    mined_by: str = "lenslib-finder-v11"  # the shipped finder whose scores pick the mined negatives
+    mined_by: str = "lenslib-finder-v12"  # the shipped finder whose scores pick the mined negatives
     score_transforms: int = 8  # the teacher's and miner's scores: means over this many flips and turns
     wide_lens_shards: int = 18  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
     wide_theta_e_range: tuple = (1.5, 2.5)  # arcsec

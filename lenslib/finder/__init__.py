@@ -1,5 +1,5 @@
 """The lenslib finder: a compact residual network trained at scale on the simulated sky and
-shipped inside the package (``lenslib.load_model("lenslib-finder-v12")``).
+shipped inside the package (``lenslib.load_model("lenslib-finder-v14")``).
 
 - :mod:`~lenslib.finder.architecture`: the network (:func:`build_finder`);
 - :mod:`~lenslib.finder.shards`: the training set, simulated in shards and streamed;

@@ -31,7 +31,7 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
-    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v12"``, see
+    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v14"``, see
     :mod:`lenslib.finder.shipped`).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
     import zipfile
 

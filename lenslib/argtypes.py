@@ -19,8 +19,24 @@ MAX_WORKERS = 4 * (os.cpu_count() or 1)
 
 
 def hdu(value: str):
-    """``--hdu``: an index (``1``) or an extension name (``SCI``)."""
-    return int(value) if value.lstrip("-").isdigit() else value
+    """``--hdu``: an index (``1``), an extension name (``SCI``) or a name and version (``SCI,2``)."""
+    from .fitsio import hdu_spec
+
+    return hdu_spec(value)
+
+
+def share(high: float = 1.0):
+    """A type for a fraction in ``[0, high]``."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not 0 <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from 0 to {high:g} (got {value!r})")
+        return number
+
+    return parse
 
 
 def positive_int(value: str, high: int | None = None) -> int:

@@ -33,14 +33,17 @@ def _profile(name: str):
         raise InputError(f"{err} (from --profile or $LENSLIB_PROFILE)") from err
 
 
-_MODEL_HELP = "the lens finder's .keras file (default: the finder shipped with lenslib)"
+_MODEL_HELP = ("the lens finder: a .keras file or a shipped finder's name, such as lenslib-finder-v12 "
+               "(default: the finder shipped with lenslib as its default)")
 
 
 def _model_path(model: Path | None) -> Path:
-    """``--model``, or the shipped finder's file when it is not given."""
+    """``--model`` (a file, or a shipped finder's name), or the shipped finder's file when it is
+    not given."""
     from .finder.shipped import shipped_path
+    from .models.io import resolve_model_path
 
-    return model if model is not None else shipped_path()
+    return resolve_model_path(str(model)) if model is not None else shipped_path()
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,20 +57,33 @@ def _add_scan(sub) -> None:
                     "pixel and sky coordinates.  An interrupted scan resumes when run again.",
         epilog="example: lenslib scan mosaic.fits --model results/quick/best_model.keras "
                "--out candidates.fits --gallery candidates.png")
-    p.add_argument("image", type=Path, help="the FITS image in e-/s (any HDU with 2-D data; see --hdu)")
+    p.add_argument("image", type=Path, help="the FITS image in e-/s (any HDU with 2-D data; see --hdu, "
+                                             "or name it as FILE[EXT])")
     p.add_argument("--model", type=Path, default=None, help=_MODEL_HELP)
     p.add_argument("--out", type=Path, required=True,
-                   help="the catalog to write: .fits, .ecsv or .csv (format by extension); never an "
-                        "input, and an existing file only if lenslib wrote it")
+                   help="the catalog to write: .fits, .ecsv or .csv (format by extension; CSV keeps "
+                        "no metadata: the model, tiling and image are recorded in .fits and .ecsv); "
+                        "never an input, and an existing file only if lenslib wrote it")
     p.add_argument("--hdu", type=argtypes.hdu, default=None,
-                   help="the HDU holding the image, by index or name (default: the first with 2-D data)")
+                   help="the HDU holding the image, by index, name or name,version (SCI,2) (default: "
+                        "the first with 2-D data)")
     p.add_argument("--mask", type=Path, default=None,
-                   help="a FITS bad-pixel mask of the image's shape: nonzero pixels have no data")
+                   help="a FITS bad-pixel mask of the image's shape: nonzero pixels have no data; "
+                        "FILE[EXT] names its extension (default: one named MASK, BPM or BADPIX, else "
+                        "the first 2-D image that is not the scanned one)")
     p.add_argument("--weight", type=Path, default=None,
-                   help="a FITS weight or exposure map of the image's shape: pixels of weight 0 have no data")
+                   help="a FITS weight or exposure map of the image's shape: pixels of weight 0 have "
+                        "no data; FILE[EXT] names its extension (default: one named WHT, WEIGHT or "
+                        "WGT, so an HST drizzled image's own file works, else the first 2-D image "
+                        "that is not the scanned one)")
     p.add_argument("--zero-run", type=argtypes.count, default=32, metavar="N",
                    help="exact zeros in a run of at least N pixels along a row or column are no data "
                         "(how mosaics fill edges and gaps); 0: zeros are data (default 32)")
+    p.add_argument("--max-missing", type=argtypes.share(0.5), default=None, metavar="FRACTION",
+                   help="a tile with at most this share of its pixels without data has them filled "
+                        "from their neighbours and is scored; one with more is skipped (0-0.5; "
+                        "default 0.02, lenslib.scan.MAX_MISSING; 0: skip every tile that touches a "
+                        "pixel without data)")
     p.add_argument("--stride", type=argtypes.positive_int, default=50,
                    help="pixels between tiles, 1-100 (default 50)")
     p.add_argument("--threshold", type=float, default=0.5,
@@ -120,17 +136,17 @@ def _run_scan(args) -> int:
                       gallery=args.gallery, n_gallery=args.n_gallery, stride=args.stride,
                       threshold=args.threshold, min_separation=args.min_separation,
                       batch_size=args.batch_size, transforms=args.transforms, refine=args.refine,
-                      zero_run=args.zero_run,
-                      checkpoint=checkpoint,
+                      zero_run=args.zero_run, checkpoint=checkpoint,
                       scheduler=scheduler, n_workers=args.workers,
-                      progress=False if args.no_progress else None)
+                      progress=False if args.no_progress else None,
+                      **({} if args.max_missing is None else {"max_missing": args.max_missing}))
     if temporary and (checkpoint / "scan.json").is_file():
         shutil.rmtree(checkpoint)
     meta = table.meta
     refined = f", {meta['n_refine']} refined" if "n_refine" in meta else ""
     print(f"{len(table)} candidate(s) written to {args.out} ({meta['n_scored']} tiles scored, "
           f"{meta['n_resume']} resumed, {meta['n_skip']} skipped{refined}; {100 * meta['no_data']:.3g}% of "
-          "the image had no data)")
+          f"the image had no data, {100 * meta['unsearch']:.3g}% lay in no scored tile)")
     return 0
 
 
@@ -171,13 +187,18 @@ def _run_predict(args) -> int:
 
     from .files import check_output, check_table_path, write_table
     from .models import predict
+    from .models.io import model_label
+    from .scan.checkpoint import model_digest
 
     out = check_table_path(args.out)
     model = _model_path(args.model)
-    check_output(out, [args.cutouts, model], what="--out", csv_columns=("index", "score"))
+    check_output(out, [args.cutouts, model], what="--out", csv_columns=("index", "score"),
+                 csv_only=("index", "score"))
     cutouts = read_cutouts(args.cutouts, args.hdu)
     scores = predict(model, cutouts, batch_size=args.batch_size, transforms=args.transforms)
     table = Table({"index": np.arange(len(scores)), "score": scores})
+    table.meta.update({"model": model_label(None, model), "modelsum": model_digest(None, model),
+                       "transfrm": args.transforms})
     if out is None:
         table.write(sys.stdout, format="ascii.csv")
     else:

@@ -93,10 +93,12 @@ def check_table_path(path) -> Path | None:
     return path
 
 
-def written_by_lenslib(path: str | os.PathLike, csv_columns=()) -> bool:
+def written_by_lenslib(path: str | os.PathLike, csv_columns=(), csv_only=None) -> bool:
     """Whether the file at ``path`` is one lenslib wrote: its first 64 kB hold :data:`MARKER`
     (the metadata of a FITS or ECSV table, the text of a PNG), or, for a CSV file (which has no
-    metadata), its header line starts with the columns ``csv_columns``."""
+    metadata), its header line starts with the columns ``csv_columns`` and, given ``csv_only``
+    (the columns such a table can have), names no other column: a user's ``id,x,y,mag`` list is
+    not a scan's catalog."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -106,16 +108,18 @@ def written_by_lenslib(path: str | os.PathLike, csv_columns=()) -> bool:
     if MARKER.encode() in head:
         return True
     if path.suffix.lower() == ".csv" and csv_columns:
-        first = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-        return first.split(",")[:len(csv_columns)] == list(csv_columns)
+        columns = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip().split(",")
+        return (columns[:len(csv_columns)] == list(csv_columns)
+                and (csv_only is None or set(columns) <= set(csv_only)))
     return False
 
 
-def check_output(path, inputs=(), *, what: str = "output", csv_columns=()) -> Path | None:
+def check_output(path, inputs=(), *, what: str = "output", csv_columns=(), csv_only=None) -> Path | None:
     """Check, before any work, that ``path`` may be written: not a directory, not any of the
     ``inputs`` (the same file by another name, symbolic or hard link included), in a directory
     that exists or can be made, and, if it exists, a file lenslib wrote
-    (:func:`written_by_lenslib`): lenslib never overwrites any other file.  Returns the Path."""
+    (:func:`written_by_lenslib`, given ``csv_columns`` and ``csv_only``): lenslib never
+    overwrites any other file.  Returns the Path."""
     if path is None:
         return None
     path = Path(path)
@@ -130,7 +134,7 @@ def check_output(path, inputs=(), *, what: str = "output", csv_columns=()) -> Pa
                 raise InputError(f"{what} {path} is the input {source} (the same file): "
                                  "writing it would destroy the input; choose another name")
     if path.exists() or path.is_symlink():
-        if not written_by_lenslib(path, csv_columns):
+        if not written_by_lenslib(path, csv_columns, csv_only):
             raise InputError(f"{what} {path} exists and is not a file lenslib wrote: lenslib never "
                              "overwrites other files; delete it or choose another name")
     parent = path.absolute().parent

@@ -58,6 +58,27 @@ class ScaledImage:
                 f"bzero={self.bzero:g}, blank={self.blank})")
 
 
+def hdu_spec(value: str):
+    """An HDU named on the command line or in brackets: an index (``1``), an extension name
+    (``SCI``) or a name and version (``SCI,2``)."""
+    value = value.strip()
+    name, comma, version = value.partition(",")
+    if comma and version.strip().isdigit():
+        return name.strip(), int(version)
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def split_extension(path) -> tuple[Path, object]:
+    """``(file, hdu)`` of a path that names its extension the cfitsio way, ``file.fits[WHT]``
+    (also ``[1]`` and ``[SCI,2]``); ``(path, None)`` for a plain path, or one that exists as
+    given."""
+    text = os.fspath(path)
+    if text.endswith("]") and "[" in text and not Path(text).exists():
+        base, _, ext = text[:-1].rpartition("[")
+        return Path(base), hdu_spec(ext)
+    return Path(text), None
+
+
 def open_fits(path, *, what: str = "image"):
     """``fits.open`` memory-mapped and unscaled, every header read now (so that a broken file
     fails here); ``FileNotFoundError`` for a missing file, :class:`InputError` for one that is
@@ -65,6 +86,8 @@ def open_fits(path, *, what: str = "image"):
     from astropy.io import fits
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"the {what} {path} is a directory, not a FITS file")
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     hdul = None
@@ -76,7 +99,8 @@ def open_fits(path, *, what: str = "image"):
     except _FITS_ERRORS as err:
         if hdul is not None:
             hdul.close()
-        raise InputError(f"{path} is not a FITS file ({err})") from err
+        reason = str(err).split(" If this is really a FITS file")[0]  # not astropy's hint to Python users
+        raise InputError(f"{path} is not a FITS file ({reason})") from err
     return hdul
 
 
@@ -91,6 +115,21 @@ def _shape(h) -> tuple | None:
         return None
     axes = tuple(_int(h.header, f"NAXIS{i}") for i in range(naxis, 0, -1))
     return None if any(a is None for a in axes) else axes
+
+
+def _image_shape(h, ndims) -> tuple | None:
+    """The shape of HDU ``h``'s image as read for ``ndims``: a 2-D plane stored with leading axes
+    of length 1 (``NAXIS3 = 1``) reads as 2-D when 2-D is wanted."""
+    shape = _shape(h) if h.is_image else None
+    if shape is not None and 2 in ndims and len(shape) > 2 and set(shape[:-2]) == {1}:
+        shape = shape[-2:]
+    return shape
+
+
+def _label(h) -> str:
+    """An HDU's name, with its version when it has one (``SCI,2``)."""
+    name = h.name or "-"
+    return f"{name},{h.ver}" if h.name and h.ver > 1 else name
 
 
 def _describe(h) -> str:
@@ -109,11 +148,11 @@ def select_hdu(hdul, path, hdu=None, ndims=(2,)) -> int:
     """The index of the HDU ``hdu`` (index or name; default the first image HDU whose data has
     one of ``ndims`` dimensions), checked to hold such an image."""
     def fits(h):
-        shape = _shape(h) if h.is_image else None
+        shape = _image_shape(h, ndims)
         return shape is not None and len(shape) in ndims and 0 not in shape
 
     wanted = " or ".join(f"{n}-D" for n in ndims)
-    listing = "; ".join(f"{i} {h.name or '-'}: {_describe(h)}" for i, h in enumerate(hdul))
+    listing = "; ".join(f"{i} {_label(h)}: {_describe(h)}" for i, h in enumerate(hdul))
     if hdu is None:
         for i, h in enumerate(hdul):
             if fits(h):
@@ -141,9 +180,10 @@ def _number(header, key, default, path, index):
     return float(value)
 
 
-def image_data(hdul, index: int, path):
+def image_data(hdul, index: int, path, ndims=(2, 3)):
     """The pixels of HDU ``index``, read lazily: the memory map itself for unscaled data, a
-    :class:`ScaledImage` for data with ``BSCALE``/``BZERO`` or an integer image with ``BLANK``."""
+    :class:`ScaledImage` for data with ``BSCALE``/``BZERO`` or an integer image with ``BLANK``;
+    a plane stored with leading axes of length 1 drops them when ``ndims`` is ``(2,)``."""
     h = hdul[index]
     header = h.header
     bitpix = header.get("BITPIX")
@@ -168,6 +208,9 @@ def image_data(hdul, index: int, path):
         got = None if raw is None else tuple(raw.shape)
         raise InputError(f"HDU {index} of {path} should hold {expected} pixels but holds {got}: "
                          "the file is truncated or its header is wrong")
+    plane = _image_shape(h, ndims)
+    if plane != expected:
+        raw = raw.reshape(plane)
     if bscale != 1.0 or bzero != 0.0 or blank is not None:
         return ScaledImage(raw, bscale, bzero, blank)
     return raw
@@ -196,19 +239,46 @@ def _checked_wcs(hdul, index, path, shape):
     return wcs
 
 
+#: Extension names a weight map or a mask is looked for under, before the first 2-D image.
+PLANE_NAMES = {"weight": ("WHT", "WEIGHT", "WGT"), "mask": ("MASK", "BPM", "BADPIX")}
+#: Extension names of planes that describe an image rather than hold it (weights, masks, errors,
+#: context, data quality, exposure): never taken as the image to scan unless named.
+AUXILIARY_NAMES = frozenset({*PLANE_NAMES["weight"], *PLANE_NAMES["mask"], "ERR", "RMS", "SIG", "SIGMA",
+                             "VAR", "IVAR", "CTX", "CON", "DQ", "EXP", "EXPMAP", "EXPTIME"})
+
+
+def _default_image_hdu(hdul) -> int | None:
+    """The HDU a scan reads when none is named: the first 2-D image called ``SCI``, else the first
+    2-D image whose name is not one of :data:`AUXILIARY_NAMES` (a file that stores its weight
+    map first still scans its science image); None when there is neither."""
+    planes = [i for i, h in enumerate(hdul) if len(_image_shape(h, (2,)) or ()) == 2
+              and 0 not in _image_shape(h, (2,))]
+    named = [i for i in planes if hdul[i].name == "SCI"]
+    science = [i for i in planes if hdul[i].name not in AUXILIARY_NAMES]
+    return (named or science or [None])[0]
+
+
 def read_image(path, hdu=None):
     """Open a FITS image memory-mapped: ``(hdul, data, wcs or None, hdu index)``.
 
-    ``hdu`` (index or name) chooses the extension; by default the first one with 2-D image
-    data.  ``data`` is read lazily (a scaled integer image through :class:`ScaledImage`).  Close
-    ``hdul`` when done with ``data``.  Raises ``FileNotFoundError`` for a missing file and
-    :class:`InputError` (a ``ValueError``) for a file that is not FITS, an HDU without 2-D image
-    data, broken scaling keywords or an unusable WCS.
+    ``hdu`` (index, name, or ``(name, version)``) chooses the extension, as does a path ending
+    in ``[EXT]`` (``image.fits[SCI]``); by default the first 2-D image named ``SCI``, else the
+    first whose name is not a weight's, mask's, error's or the like (:data:`AUXILIARY_NAMES`),
+    else the first 2-D image (a plane stored with ``NAXIS3 = 1`` counts).  ``data`` is read
+    lazily (a scaled integer image through :class:`ScaledImage`).  Close ``hdul`` when done with
+    ``data``.  Raises ``FileNotFoundError`` for a missing file and :class:`InputError` (a
+    ``ValueError``) for a file that is not FITS, an HDU without 2-D image data, broken scaling
+    keywords or an unusable WCS.
     """
+    path, ext = split_extension(path)
+    if ext is not None:
+        if hdu is not None and hdu != ext:
+            raise InputError(f"two HDUs asked of {path}: [{ext}] in its name and hdu={hdu!r}")
+        hdu = ext
     hdul = open_fits(path)
     try:
-        index = select_hdu(hdul, path, hdu, ndims=(2,))
-        data = image_data(hdul, index, path)
+        index = select_hdu(hdul, path, _default_image_hdu(hdul) if hdu is None else hdu, ndims=(2,))
+        data = image_data(hdul, index, path, ndims=(2,))
         wcs = _checked_wcs(hdul, index, path, data.shape)
     except BaseException:
         hdul.close()
@@ -216,13 +286,23 @@ def read_image(path, hdu=None):
     return hdul, data, wcs, index
 
 
-def read_plane(path, shape, *, what: str):
-    """A mask or weight map: the first 2-D image of the FITS file ``path``, which must have
-    ``shape``; returns ``(hdul, data)`` (data read lazily)."""
+def read_plane(path, shape, *, what: str, image=None):
+    """A mask or weight map of ``shape`` from the FITS file ``path``: the extension its name gives
+    (``weights.fits[WHT]``), else the first 2-D image named as :data:`PLANE_NAMES` says (a
+    drizzled HST file's ``WHT``), else the first 2-D image.  ``image``: ``(path, hdu index)`` of
+    the scanned image, which the plane must not be (an HST file's first image is ``SCI``).
+    Returns ``(hdul, data)`` (data read lazily)."""
+    path, hdu = split_extension(path)
     hdul = open_fits(path, what=what)
     try:
-        index = select_hdu(hdul, path, None, ndims=(2,))
-        data = image_data(hdul, index, path)
+        if hdu is None:
+            hdu = next((i for i, h in enumerate(hdul) if h.name in PLANE_NAMES.get(what, ())
+                        and len(_image_shape(h, (2,)) or ()) == 2), None)
+        index = select_hdu(hdul, path, hdu, ndims=(2,))
+        if image is not None and index == image[1] and _same_file(path, image[0]):
+            raise InputError(f"the {what} would be HDU {index} ({_label(hdul[index])}) of {path}, the "
+                             f"scanned image itself: name the {what}'s extension, as in {path}[WHT]")
+        data = image_data(hdul, index, path, ndims=(2,))
         if tuple(data.shape) != tuple(shape):
             raise InputError(f"the {what} {path} is {data.shape[1]}x{data.shape[0]} pixels but the "
                              f"image is {shape[1]}x{shape[0]}")
@@ -230,6 +310,13 @@ def read_plane(path, shape, *, what: str):
         hdul.close()
         raise
     return hdul, data
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def read_cutouts(path, hdu=None) -> np.ndarray:
@@ -257,5 +344,5 @@ def read_cutouts(path, hdu=None) -> np.ndarray:
         return np.array(image_data(hdul, index, path)[...])
 
 
-__all__ = ["ScaledImage", "image_data", "open_fits", "read_cutouts", "read_image", "read_plane",
-           "select_hdu"]
+__all__ = ["PLANE_NAMES", "ScaledImage", "hdu_spec", "image_data", "open_fits", "read_cutouts", "read_image",
+           "read_plane", "select_hdu", "split_extension"]

@@ -324,10 +324,7 @@ def evaluate_scan(tiles, truth: Table, *, thresholds=None, min_separation: float
     ny, nx = grid.shape
     if len(truth) and (np.max(truth["x"]) > nx - 0.5 or np.max(truth["y"]) > ny - 0.5):
         raise ValueError(f"the truth table has objects outside the scanned {nx}x{ny} image")
-    covered = np.zeros(grid.shape, dtype=bool)
-    for (i, j) in zip(*np.nonzero(~tiles.skipped)):
-        covered[grid.y0[i]:grid.y0[i] + grid.size, grid.x0[j]:grid.x0[j] + grid.size] = True
-    area_deg2 = covered.sum() * (pixel_scale / 3600.0) ** 2
+    area_deg2 = (1.0 - tiles.unsearched) * ny * nx * (pixel_scale / 3600.0) ** 2
     is_lens = np.asarray(truth["label"]) == 1
     n_lenses = int(is_lens.sum())
     rows = []

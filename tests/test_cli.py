@@ -204,9 +204,13 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(field_fits, spot_
 def test_only_files_lenslib_wrote_are_overwritten(field_fits, spot_model_path, tmp_path, capsys):
     notes = tmp_path / "notes.csv"
     notes.write_text("my,own,notes\n1,2,3\n")
+    sources = tmp_path / "sources.csv"  # begins like a catalog, but names columns lenslib never writes
+    sources.write_text("id,x,y,mag,notes\n1,10.5,20.5,21.3,my list\n")
+    scores = tmp_path / "scores.csv"
+    scores.write_text("index,score,grade\n0,0.5,A\n")
     mine = tmp_path / "mine.fits"
     fits.PrimaryHDU(np.ones((5, 5))).writeto(mine)
-    for out in (notes, mine):
+    for out in (notes, sources, mine):
         before = _digest(out)
         argv = ["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(out), "--no-progress"]
         assert main(argv) == 2
@@ -222,7 +226,63 @@ def test_only_files_lenslib_wrote_are_overwritten(field_fits, spot_model_path, t
     for name in ("s.csv", "s.fits"):
         argv = ["predict", str(cutouts), "--model", str(spot_model_path), "--out", str(tmp_path / name)]
         assert main(argv) == 0 and main(argv) == 0, capsys.readouterr().err
-    assert main(["predict", str(cutouts), "--model", str(spot_model_path), "--out", str(notes)]) == 2
+    for out in (notes, scores):
+        assert main(["predict", str(cutouts), "--model", str(spot_model_path), "--out", str(out)]) == 2
+    assert scores.read_text().startswith("index,score,grade")
+    table = Table.read(tmp_path / "s.fits")  # which model scored the cutouts
+    assert table.meta["MODEL"] == str(spot_model_path) and table.meta["TRANSFRM"] == 1
+
+
+def test_weights_and_masks_come_from_the_right_extension(spot_model_path, spot_image, tmp_path, capsys):
+    wcs = make_wcs((200, 300), 0.05)
+    image = spot_image((200, 300), spots=[(149.5, 99.5)])
+    weight = np.ones(image.shape, np.float32)
+    weight[:, :60] = 0.0
+    drz = tmp_path / "field_drz.fits"  # a drizzled HST product: SCI, then WHT and CTX
+    context = np.ones(image.shape, np.int32)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image, header=wcs.to_header(), name="SCI"),
+                  fits.ImageHDU(weight, name="WHT"), fits.ImageHDU(context, name="CTX")]).writeto(drz)
+    out = tmp_path / "c.ecsv"
+    base = ["scan", str(drz), "--model", str(spot_model_path), "--out", str(out), "--no-progress"]
+    for weight_arg in (str(drz), f"{drz}[WHT]", f"{drz}[2]"):  # named WHT: found without being named
+        assert main(base + ["--weight", weight_arg]) == 0, capsys.readouterr().err
+        table = Table.read(out)
+        assert table.meta["no_data"] == pytest.approx(0.2) and len(table) == 1
+    assert main(base + ["--weight", f"{drz}[SCI]"]) == 2  # the image itself, named or not
+    assert "the scanned image itself" in capsys.readouterr().err
+    plain = tmp_path / "field.fits"
+    fits.PrimaryHDU(image, header=wcs.to_header()).writeto(plain)
+    assert main(["scan", str(plain), "--model", str(spot_model_path), "--out", str(out), "--no-progress",
+                 "--mask", str(plain)]) == 2
+    assert "name the mask's extension" in capsys.readouterr().err
+    assert main(base + ["--weight", f"{drz}[WHT]", "--out", str(drz)]) == 2  # still an input
+    assert "destroy the input" in capsys.readouterr().err
+    assert main(["scan", f"{drz}[SCI]", "--model", str(spot_model_path), "--out", str(out),
+                 "--no-progress"]) == 0
+    weight_first = tmp_path / "weight_first.fits"  # the science image is found though stored second
+    fits.HDUList([fits.PrimaryHDU(weight), fits.ImageHDU(image, name="SCI")]).writeto(weight_first)
+    fits.setval(weight_first, "EXTNAME", value="WHT", ext=0)
+    assert main(["scan", str(weight_first), "--model", str(spot_model_path), "--out", str(out),
+                 "--no-progress"]) == 0
+    assert Table.read(out).meta["hdu"] == 1 and len(Table.read(out)) == 1
+    assert main(["scan", str(tmp_path), "--model", str(spot_model_path), "--out", str(out)]) == 2
+    assert "is a directory, not a FITS file" in capsys.readouterr().err
+
+
+def test_an_extension_version_and_a_plane_with_a_unit_axis_are_read(spot_model_path, spot_image, tmp_path,
+                                                                     capsys):
+    image = spot_image((200, 300), spots=[(149.5, 99.5)])
+    two = tmp_path / "two.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros_like(image), name="SCI", ver=1),
+                  fits.ImageHDU(image, name="SCI", ver=2)]).writeto(two)
+    out = tmp_path / "c.ecsv"
+    assert main(["scan", str(two), "--hdu", "SCI,2", "--model", str(spot_model_path), "--out", str(out),
+                 "--no-progress"]) == 0, capsys.readouterr().err
+    assert len(Table.read(out)) == 1 and Table.read(out).meta["hdu"] == 2
+    cube = tmp_path / "cube.fits"
+    fits.PrimaryHDU(image[None]).writeto(cube)  # NAXIS3 = 1
+    assert main(["scan", str(cube), "--model", str(spot_model_path), "--out", str(out), "--no-progress"]) == 0
+    assert len(Table.read(out)) == 1
 
 
 def test_more_bad_input_gives_one_line_and_status_2(field_fits, spot_model_path, tmp_path, capsys):
@@ -300,8 +360,13 @@ def test_mask_and_weight_maps_and_no_data_are_reported(field_fits, spot_model_pa
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     expected = 100 * (200 * 40 + 40 * 260) / (200 * 300)
-    assert f"{expected:.3g}% of the image has no data" in captured.err
-    assert f"{expected:.3g}% of the image had no data" in captured.out
+    # Tiles every 50 pixels: those at x0 = 0 (40 masked columns) or y0 = 100 (40 zero-weight rows)
+    # miss far more than 2% of their pixels; the rest cover columns 50-299 and rows 0-149.
+    unsearched = 100 * (1 - 250 * 150 / (200 * 300))
+    assert f"{unsearched:.3g}% of the image lies in no scored tile" in captured.err
+    assert f"{expected:.3g}% has no data" in captured.err
+    summary = f"{expected:.3g}% of the image had no data, {unsearched:.3g}% lay in no scored tile"
+    assert summary in captured.out
     table = Table.read(out)
     assert len(table) == 1 and table.meta["n_skip"] > 0  # the source at (149.5, 99.5) is clear of both
     fits.PrimaryHDU(np.zeros((10, 10))).writeto(tmp_path / "small.fits")
@@ -326,7 +391,8 @@ def test_batch_size_and_workers_are_bounded_and_workers_are_used(field_fits, spo
 
     def fake_scan(*args, **kwargs):
         seen.update(kwargs)
-        return Table({"id": []}, meta={"n_scored": 0, "n_resume": 0, "n_skip": 0, "no_data": 0.0})
+        return Table({"id": []}, meta={"n_scored": 0, "n_resume": 0, "n_skip": 0, "no_data": 0.0,
+                                          "unsearch": 0.0})
 
     monkeypatch.setattr(lenslib.scan, "scan_fits", fake_scan)
     argv = ["scan", str(field_fits), "--model", str(spot_model_path), "--out", str(tmp_path / "c.fits"),

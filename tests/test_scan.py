@@ -16,6 +16,7 @@ from lenslib.scan import (
     SkippedTilesWarning,
     TileScores,
     candidates_table,
+    fill_missing,
     find_lenses,
     merge_detections,
     read_image,
@@ -109,8 +110,8 @@ def test_nan_and_masked_regions_are_skipped_and_reported(spot_model_path, spot_i
     image[:20, :] = np.nan  # a blank strip along the bottom edge of the mosaic
     mask = np.zeros(image.shape, bool)
     mask[235:265, 235:265] = True  # a masked bright star
-    with pytest.warns(SkippedTilesWarning, match=r"of 25 tiles touch NaN, infinite or masked pixels"):
-        tiles = score_tiles(image, spot_model_path, mask=mask, progress=False)
+    with pytest.warns(SkippedTilesWarning, match=r"of 25 tiles have more than 0% of their pixels"):
+        tiles = score_tiles(image, spot_model_path, mask=mask, max_missing=0, progress=False)
     grid = tiles.grid
     touching = np.array([[(y0 < 20) or (y0 < 265 and y0 + 100 > 235 and x0 < 265 and x0 + 100 > 235)
                           for x0 in grid.x0] for y0 in grid.y0])
@@ -119,9 +120,50 @@ def test_nan_and_masked_regions_are_skipped_and_reported(spot_model_path, spot_i
     # the same through a masked array; the spot under the mask is never a candidate
     masked = np.ma.masked_array(image, mask=mask)
     with pytest.warns(SkippedTilesWarning):
-        table = _quiet_wcs(find_lenses, masked, spot_model_path, progress=False)
+        table = _quiet_wcs(find_lenses, masked, spot_model_path, max_missing=0, progress=False)
     assert table.meta["n_skip"] == touching.sum()
     assert len(table) == 1 and np.hypot(table["x"][0] - 150, table["y"][0] - 150) < 2
+
+
+def test_a_few_missing_pixels_are_filled_and_their_tiles_scored(spot_model_path, spot_image):
+    image = spot_image((300, 300), spots=[(150, 150), (50, 250)])
+    rng = np.random.default_rng(1)
+    image[rng.integers(0, 300, 40), rng.integers(0, 300, 40)] = np.nan  # scattered bad pixels
+    image[:, 152] = np.nan  # a bad column through a spot
+    strict = _quiet_wcs(score_tiles, image, spot_model_path, max_missing=0, progress=False)
+    assert strict.n_skipped > 15 and strict.unsearched > 0.5  # nearly every tile touches one
+    tiles = _quiet_wcs(score_tiles, image, spot_model_path, progress=False)
+    assert tiles.n_skipped == 0 and tiles.unsearched == 0 and tiles.max_missing == 0.02
+    table = _quiet_wcs(find_lenses, image, spot_model_path, progress=False)
+    found = sorted((round(float(x)), round(float(y))) for x, y in zip(table["x"], table["y"]))
+    assert len(table) == 2 and np.allclose(found, [(50, 250), (150, 150)], atol=2), found
+    assert table.meta["unsearch"] == 0 and table.meta["maxmiss"] == 0.02
+    # a tile missing more than max_missing is still skipped
+    image[100:103, :] = np.nan  # 3 rows: 3% of every tile across them
+    with pytest.warns(SkippedTilesWarning, match="have more than 2% of their pixels without data"):
+        tiles = _quiet_wcs(score_tiles, image, spot_model_path, progress=False)
+    assert tiles.skipped[1:3].all() and not tiles.skipped[[0, 3, 4]].any()
+    with pytest.raises(ValueError, match=r"max_missing must be a number in \[0.0, 0.5\]"):
+        score_tiles(image, spot_model_path, max_missing=0.9)
+
+
+def test_fill_missing_interpolates_from_neighbours():
+    yy, xx = np.mgrid[:100, :100]
+    smooth = (10 + 0.3 * xx + 0.2 * yy).astype(np.float32)
+    holes = smooth.copy()
+    holes[40, 40] = np.nan
+    holes[:, 70] = np.inf
+    holes[0, :5] = np.nan  # at the edge
+    filled = fill_missing(holes)
+    assert np.isfinite(filled).all() and filled.dtype == np.float32
+    assert np.array_equal(filled[np.isfinite(holes)], holes[np.isfinite(holes)])  # data untouched
+    assert np.abs(filled - smooth).max() < 0.5  # a plane is interpolated to within its local slope
+    assert np.array_equal(fill_missing(smooth), smooth)
+    big = smooth.copy()
+    big[20:60, 20:60] = np.nan  # far from any data: the median of the cutout's data
+    filled = fill_missing(big)
+    assert filled[40, 40] == np.median(big[np.isfinite(big)])
+    assert abs(filled[20, 20] - smooth[20, 20]) < 1.0  # near the hole's edge: its neighbours
 
 
 def _quiet_wcs(func, *args, **kwargs):
@@ -169,6 +211,34 @@ def test_pixels_of_another_size_than_the_finder_learned_are_warned_of(spot_model
         warnings.simplefilter("error", PixelScaleWarning)
         table = find_lenses(image, spot_model_path, wcs=make_wcs(image.shape, 0.168), progress=False)
     assert table.meta["pixscale"] == pytest.approx(0.168) and "finderpx" not in table.meta
+    # The model object load_model returns still finds its card, and the catalog names the model.
+    from lenslib.models import load_model
+    from lenslib.scan.checkpoint import model_digest
+
+    loaded = load_model(model)
+    with pytest.warns(PixelScaleWarning, match="trained on 0.05 arcsec"):
+        table = find_lenses(image, loaded, wcs=make_wcs(image.shape, 0.168), transforms=2, progress=False)
+    assert table.meta["finderpx"] == PIXEL_SCALE and table.meta["model"] == str(model.absolute())
+    assert table.meta["modelsum"] == model_digest(loaded, None) and table.meta["transfrm"] == 2
+    table = _quiet_wcs(find_lenses, image, model, progress=False)
+    assert table.meta["modelsum"] == model_digest(None, model) and table.meta["transfrm"] == 1
+
+
+def test_a_shipped_finder_is_named_by_its_name(spot_image):
+    from lenslib.finder.shipped import DEFAULT_FINDER
+
+    image = spot_image((100, 100))
+    table = _quiet_wcs(find_lenses, image, DEFAULT_FINDER, progress=False)
+    assert table.meta["model"] == DEFAULT_FINDER and table.meta["n_scored"] == 1
+
+
+def test_tiles_that_all_score_zero_merge_at_threshold_zero():
+    grid = tile_grid((200, 200))  # a constant image: the finder's score underflows to exactly 0
+    scores = np.zeros((grid.n_rows, grid.n_cols), np.float32)
+    table = candidates_table(TileScores(grid, scores), threshold=0.0)
+    assert len(table) >= 1 and np.all(table["score"] == 0)
+    # the first tile (centre 49.5, 49.5) and the three within 100 pixels: their plain mean
+    assert table["x"][0] == 74.5 and table["y"][0] == 74.5 and table["n_tiles"][0] == 4
 
 
 def test_a_shipped_finder_knows_the_pixels_it_was_trained_on():
@@ -384,6 +454,7 @@ def test_dask_results_equal_single_process(spot_model_path, spot_image):
 
     image = spot_image((260, 330), spots=[(129.5, 109.5), (229.5, 189.5)])  # on tile centres
     image[:, 300:] = np.nan
+    image[109, 130] = image[50:53, 60] = np.nan  # filled the same way whatever band a tile is read in
     wcs = make_wcs(image.shape, PIXEL_SCALE)
     kwargs = dict(wcs=wcs, stride=20, batch_size=16, progress=False)
     with warnings.catch_warnings():
@@ -455,6 +526,18 @@ def test_mock_mosaic_round_trips_through_fits(small_mosaic, tmp_path):
 def test_mock_mosaic_refuses_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_mosaic(**kwargs)
+
+
+@pytest.mark.parametrize("shape, stride", [((230, 260), 50), ((300, 420), 100), ((137, 151), 17)])
+def test_the_unsearched_share_is_the_pixels_in_no_scored_tile(shape, stride):
+    grid = tile_grid(shape, stride=stride)
+    rng = np.random.default_rng(stride)
+    scores = np.where(rng.random((grid.n_rows, grid.n_cols)) < 0.4, np.nan, 0.5).astype(np.float32)
+    covered = np.zeros(shape, bool)  # pixel by pixel
+    for i, j in zip(*np.nonzero(np.isfinite(scores))):
+        covered[grid.y0[i]:grid.y0[i] + grid.size, grid.x0[j]:grid.x0[j] + grid.size] = True
+    assert TileScores(grid, scores).unsearched == pytest.approx(1 - covered.mean(), abs=1e-12)
+    assert TileScores(grid, np.full_like(scores, np.nan)).unsearched == 1.0
 
 
 def test_evaluation_counts_recovered_lenses_and_false_positives():
@@ -548,14 +631,15 @@ def test_a_checkpoint_is_tied_to_every_pixel_the_model_and_the_options(spot_mode
 
 def test_zero_filled_regions_and_blank_images_are_no_data(spot_model_path, spot_image):
     blank = np.zeros((200, 200), np.float32)  # a blank mosaic: nothing to find, and said so
-    with pytest.warns(SkippedTilesWarning, match=r"9 of 9 tiles .*: 100% of the image has no data"):
+    with pytest.warns(SkippedTilesWarning, match=r"9 of 9 tiles .*: 100% of the image lies in no "
+                                                 r"scored tile.* 100% has no data"):
         table = _quiet_wcs(find_lenses, blank, spot_model_path, progress=False)
     assert len(table) == 0 and table.meta["n_scored"] == 0 and table.meta["no_data"] == 1.0
     image = spot_image((300, 300), spots=[(150, 150), (40, 250)])
     image[:, :60] = 0.0  # the zero-filled edge of a mosaic (a spot inside it is lost, as it should be)
     image[100, 200] = 0.0  # a lone zero, and a short run, are data
     image[120, 180:190] = 0.0
-    with pytest.warns(SkippedTilesWarning, match=r"20% of the image has no data"):
+    with pytest.warns(SkippedTilesWarning, match=r"20% has no data"):
         tiles = score_tiles(image, spot_model_path, progress=False)
     assert np.array_equal(tiles.skipped, np.broadcast_to(tiles.grid.x0 < 60, tiles.skipped.shape))
     assert tiles.no_data == pytest.approx(0.2)
@@ -599,7 +683,7 @@ def test_a_weight_map_marks_no_data(spot_model_path, spot_image):
     image = spot_image((200, 300), spots=[(250, 100)])
     weight = np.ones(image.shape, np.float32)
     weight[:, 200:] = 0.0  # no exposure where the spot is
-    with pytest.warns(SkippedTilesWarning, match="33.3% of the image has no data"):
+    with pytest.warns(SkippedTilesWarning, match="33.3% has no data"):
         table = _quiet_wcs(find_lenses, image, spot_model_path, weight=weight, progress=False)
     assert len(table) == 0
     with pytest.raises(ValueError, match="weight must have the same shape as data"):

@@ -239,13 +239,15 @@ def read_card(path: str | os.PathLike) -> dict:
 def card_beside(model) -> dict | None:
     """The model card of ``model`` when one can be found: a shipped finder's name, or a ``.keras``
     file with its card (``<stem>.json``, as :func:`lenslib.finder.train_finder` writes it) beside
-    it; None for a Keras model object, a file without a card, or a card that cannot be read."""
-    from .shipped import is_shipped_name, shipped_path
+    it, or a model object :func:`lenslib.load_model` loaded from either; None for another model
+    object, a file without a card, or a card that cannot be read."""
+    from ..models.io import model_source, resolve_model_path
 
-    if is_shipped_name(model) and not Path(model).exists():
-        model = shipped_path(model)
     if not isinstance(model, (str, os.PathLike)):
-        return None
+        model = model_source(model)
+        if model is None:
+            return None
+    model = resolve_model_path(model)
     path = Path(model).with_suffix(".json")
     try:
         return read_card(path)

@@ -4,6 +4,7 @@ name), and score cutouts with it."""
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +30,54 @@ def save_model(model, path: str | os.PathLike) -> Path:
     return path
 
 
+#: The file each model :func:`load_model` returned was loaded from (weakly held: an entry goes
+#: with its model), so that a loaded model still finds its card and names itself in a catalog.
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_source(model) -> Path | None:
+    """The ``.keras`` file a model object was loaded from by :func:`load_model`; None for a model
+    built or loaded otherwise (its weights may have changed since: this names its origin)."""
+    try:
+        return _SOURCES.get(model)
+    except TypeError:  # not weakly referable: not a model load_model returned
+        return None
+
+
+def model_label(model, path=None) -> str:
+    """How a catalog names the model that scored it: a shipped finder's name, else the file it
+    was loaded from (``path``, or :func:`model_source`), else its Keras name."""
+    from ..finder.shipped import SHIPPED_FINDERS, shipped_path
+
+    source = Path(path) if path is not None else model_source(model)
+    if source is None:
+        return f"{model.name} (a Keras model not loaded from a file)"
+    if source.stem in SHIPPED_FINDERS and source.suffix == ".keras":
+        try:
+            if os.path.samefile(source, shipped_path(source.stem)):
+                return source.stem
+        except (OSError, InputError):
+            pass
+    return str(source)
+
+
+def resolve_model_path(model: str | os.PathLike) -> Path:
+    """The file of a model given by path or by a shipped finder's name (a name that is not also
+    a file in the working directory)."""
+    from ..finder.shipped import is_shipped_name, shipped_path  # lenslib.finder imports this package
+
+    if is_shipped_name(model) and not Path(model).exists():
+        return shipped_path(model)
+    return Path(model)
+
+
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
     from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v14"``, see
     :mod:`lenslib.finder.shipped`).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
     import zipfile
 
-    from ..finder.shipped import is_shipped_name, shipped_path  # lenslib.finder imports this package
-
-    if is_shipped_name(path) and not Path(path).exists():
-        path = shipped_path(path)
-    path = Path(path)
+    path = resolve_model_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
     if path.suffix != ".keras":
@@ -56,6 +94,7 @@ def load_model(path: str | os.PathLike):
     if len(in_shape) != 4 or in_shape[-1] != 1 or out_shape[-1] != 2:
         raise InputError(f"{path} is not a lenslib lens finder: it maps {in_shape} to {out_shape}, "
                          "expected (None, H, W, 1) to (None, 2)")
+    _SOURCES[model] = path.absolute()
     return model
 
 

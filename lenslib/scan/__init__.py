@@ -3,9 +3,10 @@
 A 2-D image in e-/s (a drizzled HST mosaic, or any survey image of the same kind) is cut into
 overlapping ``100 x 100`` tiles every ``stride`` pixels.  Each tile is normalised exactly as the
 training cutouts were (:func:`lenslib.preprocess.normalize`, through
-:func:`lenslib.models.predict`) and scored by a trained lens finder.  Tiles that touch a pixel
-without data (NaN, infinite, BLANK, masked, zero weight, or in a run of exact zeros) are skipped
-and reported with the fraction of the image without data, never scored as sky.  Tiles scoring at least
+:func:`lenslib.models.predict`) and scored by a trained lens finder.  A tile with a few pixels
+without data (NaN, infinite, BLANK, masked, zero weight, or in a run of exact zeros; at most
+``max_missing``, 2%) has them filled from their neighbours; a tile with more is skipped and
+reported with the share of the image in no scored tile, never scored as sky.  Tiles scoring at least
 ``threshold`` are merged by non-maximum suppression: the best tile keeps every other detection
 within ``min_separation`` pixels, and the candidate sits at their score-weighted centre.
 
@@ -47,7 +48,16 @@ from .checkpoint import CHECKPOINT_FORMAT
 from .checks import NoCandidatesWarning, NoWCSWarning, PixelScaleWarning, ScanWarning, SkippedTilesWarning
 from .find import find_lenses, scan_fits
 from .scoring import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, local_cluster, score_tiles
-from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, ZERO_RUN, TileGrid, TileScores, tile_grid
+from .tiles import (
+    CUTOUT_SIZE,
+    DEFAULT_STRIDE,
+    MAX_MISSING,
+    ZERO_RUN,
+    TileGrid,
+    TileScores,
+    fill_missing,
+    tile_grid,
+)
 
 
 def __getattr__(name: str):
@@ -59,6 +69,7 @@ def __getattr__(name: str):
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CUTOUT_SIZE", "DEFAULT_BATCH_SIZE", "DEFAULT_STRIDE", "MAX_BATCH_SIZE",
-           "NoCandidatesWarning", "NoWCSWarning", "PixelScaleWarning", "ScanWarning", "SkippedTilesWarning",
-           "TileGrid", "TileScores", "ZERO_RUN", "candidates_table", "check_table_path", "find_lenses",
-           "local_cluster", "merge_detections", "read_image", "scan_fits", "score_tiles", "tile_grid"]
+           "MAX_MISSING", "NoCandidatesWarning", "NoWCSWarning", "PixelScaleWarning", "ScanWarning",
+           "SkippedTilesWarning", "TileGrid", "TileScores", "ZERO_RUN", "candidates_table",
+           "check_table_path", "fill_missing", "find_lenses", "local_cluster", "merge_detections",
+           "read_image", "scan_fits", "score_tiles", "tile_grid"]

@@ -17,6 +17,22 @@ from ..errors import InputError
 from .checks import check_number
 from .tiles import CUTOUT_SIZE, TileScores
 
+#: Every column a catalog can have, in order, and what it holds (``ra``, ``dec`` and ``skycoord``
+#: only with a WCS; CSV files leave out ``skycoord``).
+CATALOG_COLUMNS = {
+    "id": "candidate number, best score first",
+    "x": "column of the candidate's centre: the score-weighted centre of its merged tiles (0-based pixels)",
+    "y": "row of the candidate's centre (0-based pixels)",
+    "ra": "right ascension of (x, y), ICRS",
+    "dec": "declination of (x, y), ICRS",
+    "skycoord": "(ra, dec) as a SkyCoord",
+    "score": "the best merged tile's lens score",
+    "n_tiles": "tiles merged into the candidate",
+    "cutout_x0": "first column of the best tile's cutout (0-based pixels)",
+    "cutout_y0": "first row of the best tile's cutout (0-based pixels)",
+}
+_PIXEL_COLUMNS = ("x", "y", "cutout_x0", "cutout_y0")
+
 
 def merge_detections(x, y, scores, *, threshold: float = 0.5, min_separation: float = CUTOUT_SIZE):
     """Greedy non-maximum suppression of detections at pixel positions ``(x, y)``.
@@ -70,6 +86,8 @@ def candidates_table(tiles: TileScores, *, threshold: float = 0.5, min_separatio
     rows = []
     for k, members in enumerate(groups, start=1):
         w = flat[members].astype(float)
+        if not w.sum() > 0:  # every merged tile scored 0 (threshold 0): their plain centre
+            w = np.ones_like(w)
         best = members[0]
         rows.append((k, float(np.average(xc.ravel()[members], weights=w)),
                      float(np.average(yc.ravel()[members], weights=w)), float(flat[best]), len(members),
@@ -82,10 +100,20 @@ def candidates_table(tiles: TileScores, *, threshold: float = 0.5, min_separatio
         table.add_column(sky.ra.to(u.deg), name="ra", index=3)
         table.add_column(sky.dec.to(u.deg), name="dec", index=4)
         table.add_column(sky, name="skycoord", index=5)
+    for name in table.colnames:
+        table[name].description = CATALOG_COLUMNS[name]
+    for name in _PIXEL_COLUMNS:
+        table[name].unit = u.pix
     table.meta.update({"stride": grid.stride, "size": grid.size, "thresh": threshold,
                        "min_sep": float(min_separation), "n_tiles": grid.n_tiles,
                        "n_scored": tiles.n_scored, "n_resume": tiles.n_resumed,
-                       "n_skip": tiles.n_skipped, "no_data": round(float(tiles.no_data), 6)})
+                       "n_skip": tiles.n_skipped, "no_data": round(float(tiles.no_data), 6),
+                       "unsearch": round(tiles.unsearched, 6)})
+    if tiles.max_missing is not None:
+        table.meta["maxmiss"] = tiles.max_missing
+    if tiles.model is not None:  # which model scored the tiles, and how
+        table.meta.update({"model": tiles.model, "modelsum": tiles.model_digest,
+                           "transfrm": tiles.transforms})
     if tiles.refine is not None:
         table.meta.update({"refine": tiles.refine, "n_refine": tiles.n_refined})
     return table

@@ -23,7 +23,7 @@ CHECKPOINT_FORMAT = "lenslib-scan-checkpoint"
 _CHECKPOINT_VERSION = 2
 
 
-def _model_digest(model, path) -> str:
+def model_digest(model, path) -> str:
     """blake2b of the model's ``.keras`` file (architecture and weights), or of its weights."""
     h = hashlib.blake2b(digest_size=16)
     if path is not None:
@@ -38,17 +38,21 @@ def _model_digest(model, path) -> str:
 
 
 def fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model, model_path,
-                transforms: int = 1) -> dict:
+                transforms: int = 1, max_missing: float = 0.0) -> dict:
     """What a checkpoint must match to be resumed: every pixel of the image as the scan sees it
     (:func:`lenslib.scan.tiles.survey`'s digest: data, mask, weights, BLANK and zero runs), the
-    tiling, the model and the test-time ``transforms`` (recorded only when not 1, so checkpoints
-    of earlier versions still resume).  Options that do not change a tile's score (threshold,
+    tiling, the model, the test-time ``transforms`` and the share of a tile's pixels that may be
+    filled, ``max_missing`` (each recorded only when not 1 or 0, so checkpoints of earlier
+    versions, which filled none, resume when the scan fills none).  Options that do not change a
+    tile's score (threshold,
     min_separation, batch_size, scheduler) are not part of it: a finished checkpoint can be
     merged again at another threshold without rescoring."""
     out = {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride, "zero_run": zero_run,
-           "image": image_digest, "model": _model_digest(model, model_path)}
+           "image": image_digest, "model": model_digest(model, model_path)}
     if transforms != 1:
         out["transforms"] = transforms
+    if max_missing:
+        out["max_missing"] = max_missing
     return out
 
 

@@ -33,7 +33,8 @@ class NoWCSWarning(ScanWarning):
 
 
 class SkippedTilesWarning(ScanWarning):
-    """Some tiles touch NaN, infinite or masked pixels and were not scored."""
+    """Some tiles have more of their pixels without data (NaN, infinite, masked...) than may be
+    filled, and were not scored."""
 
 
 class PixelScaleWarning(ScanWarning):
@@ -164,12 +165,14 @@ def check_checkpoint(checkpoint):
 
 
 def check_model(model):
-    """``(keras_model, path or None)``; a path is loaded in Keras's safe mode."""
+    """``(keras_model, path or None)``; a path, or a shipped finder's name, is loaded in Keras's
+    safe mode."""
     from ..models import load_model
+    from ..models.io import resolve_model_path
 
     path = None
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
+        path = resolve_model_path(model)
         model = load_model(path)
     elif not (hasattr(model, "input_shape") and hasattr(model, "predict")):
         raise InputTypeError(f"model must be a Keras model or the path of a .keras file "

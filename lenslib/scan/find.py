@@ -20,8 +20,8 @@ from astropy.table import Table
 
 from ..errors import InputError
 from ..files import MARKER, atomic_output, check_output, check_table_path, write_table
-from ..fitsio import read_image, read_plane
-from .catalog import candidates_table
+from ..fitsio import read_image, read_plane, split_extension
+from .catalog import CATALOG_COLUMNS, candidates_table
 from .checks import (
     NoCandidatesWarning,
     NoWCSWarning,
@@ -32,13 +32,13 @@ from .checks import (
     check_wcs,
 )
 from .scoring import DEFAULT_BATCH_SIZE, score_tiles
-from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, ZERO_RUN
+from .tiles import CUTOUT_SIZE, DEFAULT_STRIDE, MAX_MISSING, ZERO_RUN
 
 
 def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = DEFAULT_STRIDE,
                 threshold: float = 0.5, min_separation: float | None = None,
                 batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, refine: float | None = None,
-                zero_run: int = ZERO_RUN,
+                zero_run: int = ZERO_RUN, max_missing: float = MAX_MISSING,
                 checkpoint=None, scheduler=None, n_workers: int | None = None,
                 progress: bool | None = None) -> Table:
     """Find strong-lens candidates in a survey image.
@@ -66,9 +66,11 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         card says (a shipped finder, or a ``.keras`` file with its card beside it): a
         :class:`PixelScaleWarning` when they differ by more than 5%.
     mask : 2-D array, optional
-        True (nonzero) where pixels are bad.  Tiles that touch a pixel with no data (masked, NaN,
-        infinite, zero weight, in a run of zeros) are skipped, never scored as sky; a
-        :class:`SkippedTilesWarning` says how many, and what fraction of the image had no data.
+        True (nonzero) where pixels are bad.  A tile with a few pixels without data (masked, NaN,
+        infinite, zero weight, in a run of zeros; see ``max_missing``) has them filled from their
+        neighbours and is scored; a tile with more is skipped, never scored as sky, and a
+        :class:`SkippedTilesWarning` says how many, and what share of the image lies in no
+        scored tile.
     weight : 2-D array, optional
         A weight or exposure map: pixels whose weight is 0 (or negative, or NaN) have no data.
     stride : int
@@ -96,6 +98,13 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
     zero_run : int
         Exact zeros in a run of at least this many pixels along a row or a column are no data
         (how mosaics fill their edges and gaps); 0 keeps every zero as data.  Default 32.
+    max_missing : float
+        The largest share of a tile's pixels, in ``[0, 0.5]``, that may have no data: they are
+        filled with a Gaussian-weighted mean of the pixels around them
+        (:func:`lenslib.scan.tiles.fill_missing`) and the tile is scored.  The default, 0.02, keeps
+        a bad column, scattered cosmic rays or a footprint's ragged edge from costing every tile
+        they touch (at stride 50, one bad pixel touches four tiles); 0 skips every tile that
+        touches a pixel without data.
     checkpoint : path, optional
         A directory where each finished tile row's scores are saved atomically.  A scan started
         again with the same directory, the same pixels (every pixel is hashed, with the mask,
@@ -116,10 +125,13 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         One row per candidate, best first: ``id``, ``x``, ``y`` (0-based pixel coordinates of the
         candidate), ``ra``, ``dec`` and ``skycoord`` (with a WCS), ``score``, ``n_tiles`` (tiles
         merged) and ``cutout_x0``, ``cutout_y0`` (the best cutout's corner).  ``meta`` records
-        the tiling, how many tiles were scored, resumed and skipped, the fraction of the
-        image with no data (``no_data``), with ``refine`` how many tiles were scored again
-        (``n_refine``) and, where known, the image's and the finder's pixel scales in arcsec
-        (``pixscale``, ``finderpx``).  An empty table, with a
+        the tiling, how many tiles were scored, resumed and skipped, the fractions of the
+        image with no data (``no_data``) and in no scored tile (``unsearch``), ``max_missing``
+        (``maxmiss``), the model that scored it (``model``: a shipped finder's name or a file;
+        ``modelsum``: the blake2b digest of its file when ``model`` is a path or a name, of its
+        weights when it is a model object; ``transfrm``: the views averaged per tile), with
+        ``refine`` how many tiles were scored again (``n_refine``) and, where known, the image's
+        and the finder's pixel scales in arcsec (``pixscale``, ``finderpx``).  An empty table, with a
         :class:`NoCandidatesWarning`, when nothing reaches ``threshold``.
 
     Raises
@@ -142,7 +154,8 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         warnings.warn("no WCS given: the candidates have pixel coordinates only", NoWCSWarning, stacklevel=2)
     image_scale, finder_scale = check_pixel_scale(wcs, model)
     tiles = score_tiles(data, model, mask=mask, weight=weight, stride=stride, batch_size=batch_size,
-                        transforms=transforms, refine=refine, zero_run=zero_run, checkpoint=checkpoint,
+                        transforms=transforms, refine=refine, zero_run=zero_run, max_missing=max_missing,
+                        checkpoint=checkpoint,
                         scheduler=scheduler, n_workers=n_workers, progress=progress)
     table = candidates_table(tiles, threshold=threshold, min_separation=min_separation, wcs=wcs)
     for key, scale in (("pixscale", image_scale), ("finderpx", finder_scale)):
@@ -156,8 +169,9 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
 
 
 def _input_paths(*values) -> list:
-    """The values that are paths (the files an output must not overwrite)."""
-    return [v for v in values if isinstance(v, (str, os.PathLike))]
+    """The files among ``values`` (paths, ``file.fits[EXT]`` included): what an output must not
+    overwrite."""
+    return [split_extension(v)[0] for v in values if isinstance(v, (str, os.PathLike))]
 
 
 def scan_fits(path, model, out=None, *, hdu=None, mask=None, weight=None, gallery=None,
@@ -179,23 +193,27 @@ def scan_fits(path, model, out=None, *, hdu=None, mask=None, weight=None, galler
     out : path, optional
         Where to write the catalog; ``.fits``, ``.ecsv`` or ``.csv`` (CSV gets ``ra`` and ``dec``
         but not the ``skycoord`` column, which CSV cannot hold).
-    hdu : int or str, optional
-        The extension holding the image; default the first with 2-D image data.
+    hdu : int, str or (str, int), optional
+        The extension holding the image (index, name, or name and version); default the first
+        with 2-D image data.  ``path`` may also name it: ``image.fits[SCI]``.
     mask, weight : path or 2-D array, optional
         A bad-pixel mask (nonzero: no data) and a weight or exposure map (0: no data), as arrays
-        or FITS files (their first 2-D image), of the image's shape.
+        or FITS files of the image's shape.  From a file, the extension its name gives
+        (``image_drz.fits[WHT]``), else one named ``WHT``, ``WEIGHT`` or ``WGT`` (a weight) or
+        ``MASK``, ``BPM`` or ``BADPIX`` (a mask), else the first 2-D image; never the scanned
+        image itself (refused: an HST file's first image is its science image).
     gallery : path, optional
         A PNG of the ``n_gallery`` best candidates' cutouts.
     **kwargs
         Passed to :func:`find_lenses` (``stride``, ``threshold``, ``min_separation``,
-        ``batch_size``, ``transforms``, ``refine``, ``zero_run``, ``checkpoint``, ``scheduler``,
-        ``n_workers``, ``progress``).
+        ``batch_size``, ``transforms``, ``refine``, ``zero_run``, ``max_missing``, ``checkpoint``,
+        ``scheduler``, ``n_workers``, ``progress``).
     """
     out = check_table_path(out)
     if gallery is not None and Path(gallery).suffix.lower() != ".png":
         raise InputError(f"gallery must be a .png file (got {gallery})")
     inputs = _input_paths(path, model, mask, weight)
-    check_output(out, inputs, what="the catalog", csv_columns=("id", "x", "y"))
+    check_output(out, inputs, what="the catalog", csv_columns=("id", "x", "y"), csv_only=CATALOG_COLUMNS)
     check_output(gallery, inputs, what="the gallery")
     check_checkpoint(kwargs.get("checkpoint"))
     hdul, data, wcs, index = read_image(path, hdu)
@@ -204,7 +222,8 @@ def scan_fits(path, model, out=None, *, hdu=None, mask=None, weight=None, galler
         planes = {}
         for name, value in (("mask", mask), ("weight", weight)):
             if isinstance(value, (str, os.PathLike)):
-                plane_hdul, value = read_plane(value, data.shape, what=name)
+                plane_hdul, value = read_plane(value, data.shape, what=name,
+                                               image=(split_extension(path)[0], index))
                 opened.append(plane_hdul)
             planes[name] = value
         table = find_lenses(data, model, wcs=wcs, **planes, **kwargs)

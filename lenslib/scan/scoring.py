@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.io import check_transforms
-from .checkpoint import Checkpoint, fingerprint
+from .checkpoint import Checkpoint, fingerprint, model_digest
 from .checks import (
     SkippedTilesWarning,
     check_checkpoint,
@@ -38,10 +38,13 @@ from .checks import (
 )
 from .tiles import (
     DEFAULT_STRIDE,
+    MAX_MISSING,
     ZERO_RUN,
     ImageSource,
     TileGrid,
     TileScores,
+    band_tiles,
+    fill_missing,
     read_band,
     read_rows,
     survey,
@@ -58,34 +61,23 @@ REFINE_TRANSFORMS = 8
 # --------------------------------------------------------------------------------------------
 # Scoring one block of tile rows (in this process or on a Dask worker)
 # --------------------------------------------------------------------------------------------
-def _band_tiles(band: np.ndarray, local_y0, x0, size: int, normalized: bool = True):
-    """The tiles of ``band`` to score: their (row, column) indices and their cutouts, normalised
-    unless ``normalized`` is False (tiles that touch a non-finite pixel are left out)."""
+def _missing_pixels(size: int, max_missing: float) -> int:
+    """The most pixels without data a ``size x size`` tile may have and still be scored."""
+    return int(max_missing * size * size)
+
+
+def _score_band(band: np.ndarray, local_y0, x0, size: int, max_missing: float, model, batch_size: int,
+                transforms: int = 1) -> np.ndarray:
+    """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles with more than
+    ``max_missing`` of their pixels without data (:func:`~lenslib.scan.tiles.band_tiles`)."""
+    from ..models.io import predict_normalized
     from ..preprocess import normalize
 
-    x0 = np.asarray(x0)
-    rows, cols = [], []
-    for r, ly in enumerate(local_y0):
-        bad_cols = np.concatenate([[0], np.cumsum(~np.isfinite(band[ly:ly + size]).all(axis=0))])
-        good = np.flatnonzero(bad_cols[x0 + size] == bad_cols[x0])
-        rows.extend([r] * len(good))
-        cols.extend(good)
-    if not rows:
-        return rows, cols, None
-    cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in zip(rows, cols)])
-    return rows, cols, (normalize(cutouts) if normalized else cutouts)
-
-
-def _score_band(band: np.ndarray, local_y0, x0, size: int, model, batch_size: int,
-                transforms: int = 1) -> np.ndarray:
-    """Scores ``(len(local_y0), len(x0))`` of the tiles of ``band``; NaN for tiles that touch a
-    non-finite pixel."""
-    from ..models.io import predict_normalized
-
     out = np.full((len(local_y0), len(x0)), np.nan, dtype=np.float32)
-    rows, cols, x = _band_tiles(band, local_y0, x0, size)
+    rows, cols, x = band_tiles(band, local_y0, x0, size, _missing_pixels(size, max_missing))
     if x is not None:
-        out[rows, cols] = predict_normalized(model, x, batch_size=batch_size, transforms=transforms)
+        out[rows, cols] = predict_normalized(model, normalize(x), batch_size=batch_size,
+                                             transforms=transforms)
     return out
 
 
@@ -93,7 +85,8 @@ def _read_band_tiles(src: ImageSource, grid: TileGrid, rows: np.ndarray):
     """Read the band under tile rows ``rows`` and cut out its tiles, not yet normalised (run a
     block ahead, in a thread)."""
     band = read_band(src, grid, rows)
-    return _band_tiles(band, grid.y0[rows] - grid.y0[rows[0]], grid.x0, grid.size, normalized=False)
+    return band_tiles(band, grid.y0[rows] - grid.y0[rows[0]], grid.x0, grid.size,
+                      _missing_pixels(grid.size, src.max_missing))
 
 
 class _FullBatches:
@@ -113,8 +106,8 @@ class _FullBatches:
         self.n_waiting = 0
 
     def add(self, rows: np.ndarray, tiles) -> None:
-        """Queue the tiles of the block of tile rows ``rows`` (from :func:`_band_tiles`, not
-        normalised)."""
+        """Queue the tiles of the block of tile rows ``rows`` (from
+        :func:`~lenslib.scan.tiles.band_tiles`, not normalised)."""
         tile_rows, tile_cols, cutouts = tiles
         block = [rows, np.full((len(rows), self.n_cols), np.nan, dtype=np.float32), len(tile_rows)]
         self.blocks.append(block)
@@ -176,10 +169,11 @@ def worker_model(path: str):
     return _WORKER_MODELS[key]
 
 
-def _score_band_task(model_path: str, band, local_y0, x0, size: int, batch_size: int,
+def _score_band_task(model_path: str, band, local_y0, x0, size: int, max_missing: float, batch_size: int,
                      transforms: int) -> np.ndarray:
     """A Dask task: load the model from its file (once per worker) and score a band."""
-    return _score_band(band, local_y0, x0, size, worker_model(model_path), batch_size, transforms)
+    return _score_band(band, local_y0, x0, size, max_missing, worker_model(model_path), batch_size,
+                       transforms)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,8 +196,8 @@ def _progress_bar(total: int, progress, initial: int = 0):
 
 def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_STRIDE,
                 batch_size: int = DEFAULT_BATCH_SIZE, transforms: int = 1, refine: float | None = None,
-                zero_run: int = ZERO_RUN, checkpoint=None, scheduler=None, n_workers: int | None = None,
-                progress: bool | None = None) -> TileScores:
+                zero_run: int = ZERO_RUN, max_missing: float = MAX_MISSING, checkpoint=None, scheduler=None,
+                n_workers: int | None = None, progress: bool | None = None) -> TileScores:
     """Score every ``100 x 100`` tile of ``data``; see :func:`~lenslib.scan.find_lenses` for the
     parameters.
 
@@ -227,6 +221,7 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
             raise InputError(f"refine scores tiles again over all {REFINE_TRANSFORMS} flips and quarter "
                              f"turns, which transforms={transforms} already did: use one or the other")
     zero_run = check_int("zero_run", zero_run, 0, min(data.shape))
+    max_missing = check_number("max_missing", max_missing, 0.0, 0.5)
     grid = tile_grid(tuple(data.shape), stride=stride)
     checkpoint = check_checkpoint(checkpoint)
     if n_workers is not None and scheduler != "local":
@@ -236,7 +231,7 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     if scheduler is not None and model_path is None:
         raise InputError("to scan on Dask, pass the model as the path of its .keras file: every worker "
                          "loads it from there (lenslib.models.save_model writes one)")
-    src = ImageSource(data, mask, weight, zero_run)
+    src = ImageSource(data, mask, weight, zero_run, max_missing)
     # Connect first: an unreachable scheduler fails before any reading, and leaves no checkpoint.
     client, close = (None, None) if scheduler is None else dask_client(scheduler, n_workers)
     try:
@@ -245,14 +240,20 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     finally:
         if close is not None:
             close()
+    from ..models.io import model_label
+
+    result.model, result.model_digest = model_label(model, model_path), model_digest(model, model_path)
+    result.transforms, result.max_missing = transforms, max_missing
     if refine is not None:
         result.refine = refine
         result.n_refined = _refine(src, grid, result.scores, model, refine, batch_size)
     if result.n_skipped:
-        warnings.warn(f"{result.n_skipped} of {grid.n_tiles} tiles touch NaN, infinite or masked pixels "
-                      f"and were not scored: {100 * result.no_data:.3g}% of the image has no data (NaN, "
-                      f"infinite or BLANK pixels, the mask, zero weights, runs of {zero_run} or more exact "
-                      "zeros); no candidates can be found there", SkippedTilesWarning, stacklevel=2)
+        warnings.warn(f"{result.n_skipped} of {grid.n_tiles} tiles have more than {100 * max_missing:.3g}% "
+                      f"of their pixels without data and were not scored: {100 * result.unsearched:.3g}% of "
+                      f"the image lies in no scored tile, where no candidate can be found; "
+                      f"{100 * result.no_data:.3g}% has no data (NaN, infinite or BLANK pixels, the mask, "
+                      f"zero weights, runs of {zero_run} or more exact zeros)", SkippedTilesWarning,
+                      stacklevel=2)
     return result
 
 
@@ -266,8 +267,8 @@ def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tup
     store = None
     done = np.zeros(0, dtype=int)
     if checkpoint is not None:
-        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path, transforms),
-                           grid.n_cols)
+        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path, transforms,
+                                                   src.max_missing), grid.n_cols)
         done = store.load(scores)
     pending = np.setdiff1d(np.arange(grid.n_rows), done)
     per_block = max(1, -(-batch_size // grid.n_cols))  # enough rows to fill a batch
@@ -321,7 +322,7 @@ def _refine(src: ImageSource, grid: TileGrid, scores: np.ndarray, model, refine:
         top = int(grid.y0[row])
         band = read_rows(src, top, top + grid.size)
         for col in hits[hits[:, 0] == row, 1]:
-            cutouts.append(band[:, grid.x0[col]:grid.x0[col] + grid.size])
+            cutouts.append(fill_missing(band[:, grid.x0[col]:grid.x0[col] + grid.size]))
             where.append((row, col))
             if len(cutouts) == batch_size:
                 score_pending()
@@ -390,7 +391,7 @@ def _score_on_dask(client, src: ImageSource, grid: TileGrid, blocks, model_path:
             band = read_band(src, grid, rows)
             local = grid.y0[rows] - grid.y0[rows[0]]
             future = client.submit(_score_band_task, model_path, band, local, grid.x0, grid.size,
-                                   *scoring, pure=False)
+                                   src.max_missing, *scoring, pure=False)
             in_flight[future] = rows
         done, _ = wait(list(in_flight), return_when="FIRST_COMPLETED")
         for future in done:

@@ -5,6 +5,8 @@
 * :class:`TileScores`: one score per tile (NaN: skipped), what a scan returns.
 * :class:`ImageSource`, :func:`read_rows`, :func:`read_band`: image rows as float32, NaN where
   there is no data (masked, zero weight, NaN, infinite, BLANK, or in a run of exact zeros).
+* :func:`band_tiles`, :func:`fill_missing`: the tiles of a band to score: those with at most
+  ``max_missing`` pixels without data, which are filled from their neighbours.
 * :func:`survey`: one pass over the image counting the pixels without data and hashing them
   (the image half of a checkpoint's fingerprint).
 """
@@ -25,6 +27,12 @@ DEFAULT_STRIDE = 50
 #: Exact zeros in a run of at least this many pixels along a row or a column are no data (the
 #: fill of a mosaic's edges and gaps); a sky-subtracted image with noise never has such runs.
 ZERO_RUN = 32
+#: Default largest share of a tile's pixels that may have no data: those are filled from their
+#: neighbours (:func:`fill_missing`) and the tile is scored; a tile with more is skipped.  2% is a
+#: bad column and a row through a tile, or a few dozen masked cosmic rays.
+MAX_MISSING = 0.02
+#: Standard deviation (pixels) of the Gaussian weights that fill a missing pixel from its neighbours.
+FILL_SIGMA = 1.5
 _SURVEY_PIXELS = 1 << 22  # pixels read at a time by the pass that counts no-data pixels and hashes
 
 
@@ -91,6 +99,10 @@ class TileScores:
     ``n_scored`` tiles were scored by this call and ``n_resumed`` read back from a checkpoint;
     ``no_data`` is the fraction of the image's pixels that have no data; ``n_refined`` tiles
     were scored again over all eight flips and quarter turns (``refine``: the score they reached).
+    ``model`` names the model that scored them (:func:`lenslib.models.io.model_label`),
+    ``model_digest`` is the blake2b digest of its file or weights, and ``transforms`` the flips and
+    quarter turns each score averages; ``max_missing`` the share of a tile's pixels that could be
+    filled.
     """
 
     grid: TileGrid
@@ -100,10 +112,29 @@ class TileScores:
     no_data: float = 0.0
     n_refined: int = 0
     refine: float | None = None
+    model: str | None = None
+    model_digest: str | None = None
+    transforms: int = 1
+    max_missing: float | None = None
 
     @property
     def skipped(self) -> np.ndarray:
         return np.isnan(self.scores)
+
+    @property
+    def unsearched(self) -> float:
+        """The fraction of the image's pixels that lie in no scored tile: where no lens can be
+        found (more than the pixels without data, since a skipped tile's good pixels go too)."""
+        grid = self.grid
+        shares = []
+        for starts, n in ((grid.y0, grid.shape[0]), (grid.x0, grid.shape[1])):
+            edges = np.unique(np.concatenate([starts, starts + grid.size, [0, n]]))
+            # cell k spans [edges[k], edges[k + 1]); tile t covers it when it starts at or before it
+            inside = (starts[None, :] <= edges[:-1, None]) & (edges[1:, None] <= starts[None, :] + grid.size)
+            shares.append((inside.astype(np.int64), np.diff(edges)))
+        (rows, heights), (cols, widths) = shares
+        covered = rows @ np.isfinite(self.scores).astype(np.int64) @ cols.T > 0
+        return float(heights @ (~covered) @ widths) / (grid.shape[0] * grid.shape[1])
 
     @property
     def n_skipped(self) -> int:
@@ -122,13 +153,15 @@ class TileScores:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ImageSource:
-    """What a scan reads: the image, its mask (True: no data) and weight map (0: no data), and
-    the length of the runs of exact zeros that are no data (0: none are)."""
+    """What a scan reads: the image, its mask (True: no data) and weight map (0: no data), the
+    length of the runs of exact zeros that are no data (0: none are), and the largest share of a
+    tile's pixels that may have no data (filled, :func:`band_tiles`)."""
 
     data: object
     mask: object = None
     weight: object = None
     zero_run: int = ZERO_RUN
+    max_missing: float = MAX_MISSING
 
 
 def _in_runs(flags: np.ndarray, run: int, axis: int) -> np.ndarray:
@@ -188,3 +221,57 @@ def survey(src: ImageSource, digest: bool) -> tuple[int, str | None]:
         if h is not None:
             h.update(band.tobytes())
     return n_no_data, (h.hexdigest() if h is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# The tiles of a band, a few missing pixels filled
+# --------------------------------------------------------------------------------------------
+def fill_missing(cutout: np.ndarray) -> np.ndarray:
+    """A copy of ``cutout`` whose non-finite pixels are filled: each with the Gaussian-weighted
+    mean (:data:`FILL_SIGMA`) of the finite pixels around it (a normalised convolution, as
+    astropy's ``interpolate_replace_nans`` computes, here with scipy's separable filter), and a
+    pixel with no finite pixel within about 4 pixels with the median of the cutout's finite
+    pixels.  Uses the cutout's own pixels only, so a tile's fill never depends on how the image
+    was read."""
+    from scipy.ndimage import gaussian_filter
+
+    missing = ~np.isfinite(cutout)
+    out = np.array(cutout, dtype=np.float32)
+    if not missing.any():
+        return out
+    weight = gaussian_filter((~missing).astype(np.float64), FILL_SIGMA, mode="nearest")
+    total = gaussian_filter(np.where(missing, 0.0, cutout).astype(np.float64), FILL_SIGMA, mode="nearest")
+    near = missing & (weight > 1e-3)
+    out[near] = total[near] / weight[near]
+    far = missing & ~near
+    if far.any():
+        out[far] = np.median(out[~missing])
+    return out
+
+
+def band_tiles(band: np.ndarray, local_y0, x0, size: int, max_missing: int):
+    """The tiles of ``band`` (rows starting at ``local_y0``, columns at ``x0``) with at most
+    ``max_missing`` pixels without data: ``(rows, cols, cutouts)``, their row and column indices
+    and their float32 pixels, missing ones filled (:func:`fill_missing`); ``cutouts`` is None
+    when no tile qualifies."""
+    x0 = np.asarray(x0)
+    missing = ~np.isfinite(band)
+    rows, cols = [], []
+    if missing.any():
+        area = np.zeros((band.shape[0] + 1, band.shape[1] + 1), dtype=np.int64)  # summed-area table
+        np.cumsum(np.cumsum(missing, axis=0), axis=1, out=area[1:, 1:])
+        for r, ly in enumerate(local_y0):
+            count = area[ly + size, x0 + size] - area[ly, x0 + size] - area[ly + size, x0] + area[ly, x0]
+            good = np.flatnonzero(count <= max_missing)
+            rows.extend([r] * len(good))
+            cols.extend(good)
+    else:
+        rows = np.repeat(np.arange(len(local_y0)), len(x0)).tolist()
+        cols = np.tile(np.arange(len(x0)), len(local_y0)).tolist()
+    if not rows:
+        return rows, cols, None
+    cutouts = np.stack([band[local_y0[r]:local_y0[r] + size, x0[c]:x0[c] + size] for r, c in zip(rows, cols)])
+    if missing.any():
+        for k in np.flatnonzero(~np.isfinite(cutouts).all(axis=(1, 2))):
+            cutouts[k] = fill_missing(cutouts[k])
+    return rows, cols, cutouts

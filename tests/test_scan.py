@@ -166,6 +166,23 @@ def test_fill_missing_interpolates_from_neighbours():
     assert abs(filled[20, 20] - smooth[20, 20]) < 1.0  # near the hole's edge: its neighbours
 
 
+def test_fill_missing_is_the_normalised_gaussian_convolution():
+    from scipy.ndimage import gaussian_filter
+
+    from lenslib.scan.tiles import FILL_SIGMA
+
+    rng = np.random.default_rng(3)
+    cutout = (rng.normal(0, 5, (100, 100)) + np.add.outer(np.arange(100), np.arange(100))).astype(np.float32)
+    cutout[rng.integers(0, 100, 150), rng.integers(0, 100, 150)] = np.nan
+    cutout[:, 0] = np.nan
+    cutout[60:64, 60:64] = -np.inf
+    missing = ~np.isfinite(cutout)
+    weight = gaussian_filter((~missing).astype(float), FILL_SIGMA, mode="nearest")  # the oracle
+    total = gaussian_filter(np.where(missing, 0.0, cutout), FILL_SIGMA, mode="nearest")
+    filled = fill_missing(cutout)
+    np.testing.assert_allclose(filled[missing], (total / weight)[missing], rtol=1e-6, atol=1e-4)
+
+
 def _quiet_wcs(func, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NoWCSWarning)

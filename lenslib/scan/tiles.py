@@ -228,24 +228,34 @@ def survey(src: ImageSource, digest: bool) -> tuple[int, str | None]:
 # --------------------------------------------------------------------------------------------
 def fill_missing(cutout: np.ndarray) -> np.ndarray:
     """A copy of ``cutout`` whose non-finite pixels are filled: each with the Gaussian-weighted
-    mean (:data:`FILL_SIGMA`) of the finite pixels around it (a normalised convolution, as
-    astropy's ``interpolate_replace_nans`` computes, here with scipy's separable filter), and a
-    pixel with no finite pixel within about 4 pixels with the median of the cutout's finite
-    pixels.  Uses the cutout's own pixels only, so a tile's fill never depends on how the image
-    was read."""
-    from scipy.ndimage import gaussian_filter
+    mean (:data:`FILL_SIGMA`, out to 4 sigma; the cutout's edge extended) of the finite pixels
+    around it, the normalised convolution that astropy's ``interpolate_replace_nans`` computes,
+    evaluated only at the missing pixels; a pixel with almost no finite pixel within 4 sigma
+    takes the median of the cutout's finite pixels.  Uses the cutout's own pixels only, so a
+    tile's fill never depends on how the image was read."""
+    from numpy.lib.stride_tricks import sliding_window_view
 
     missing = ~np.isfinite(cutout)
     out = np.array(cutout, dtype=np.float32)
     if not missing.any():
         return out
-    weight = gaussian_filter((~missing).astype(np.float64), FILL_SIGMA, mode="nearest")
-    total = gaussian_filter(np.where(missing, 0.0, cutout).astype(np.float64), FILL_SIGMA, mode="nearest")
-    near = missing & (weight > 1e-3)
-    out[near] = total[near] / weight[near]
-    far = missing & ~near
-    if far.any():
-        out[far] = np.median(out[~missing])
+    radius = int(4 * FILL_SIGMA + 0.5)
+    profile = np.exp(-0.5 * (np.arange(-radius, radius + 1) / FILL_SIGMA) ** 2)
+    kernel = np.outer(profile, profile) / profile.sum() ** 2
+    ys, xs = np.nonzero(missing)
+    # the missing pixels' neighbourhoods, the cutout's edge extended: rows and columns clipped
+    rows = np.clip(np.arange(ys.min() - radius, ys.max() + radius + 1), 0, cutout.shape[0] - 1)
+    cols = np.clip(np.arange(xs.min() - radius, xs.max() + radius + 1), 0, cutout.shape[1] - 1)
+    around = np.ix_(rows, cols)
+    sums = []
+    for plane in (np.where(missing[around], 0.0, cutout[around]), (~missing[around]).astype(np.float64)):
+        windows = sliding_window_view(plane, kernel.shape)[ys - ys.min(), xs - xs.min()]
+        sums.append(np.einsum("kij,ij->k", windows, kernel))
+    total, weight = sums
+    near = weight > 1e-3
+    out[ys[near], xs[near]] = total[near] / weight[near]
+    if not near.all():
+        out[ys[~near], xs[~near]] = np.median(out[~missing])
     return out
 
 

@@ -161,6 +161,29 @@ THESIS_TABLE_5_2 = {
 }
 
 
+def fold_models_from_summary(summary: dict, names) -> dict[str, list[Path]]:
+    """The fold models of each row in ``names`` that the last cross-validation run kept, as its
+    ``cv_summary.json`` lists them (``summary["fold_models"]``): never files of an earlier run
+    that the folder still holds.  A row it did not keep, or a listed file that is gone, is
+    refused with an :class:`~lenslib.errors.InputError` saying what to run."""
+    from .errors import InputError
+
+    kept = summary.get("fold_models") or {}
+    out = {}
+    for name in names:
+        paths = [Path(p) for p in kept.get(name) or ()]
+        if not paths:
+            raise InputError(f"the last cross-validation run kept no fold models of {name!r} (it kept: "
+                             f"{', '.join(sorted(k for k, v in kept.items() if v)) or 'none'}); add it to "
+                             "02_cross_validation's fold_model_rows (and networks) and run it again")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise InputError(f"fold models of {name!r} listed by the last cross-validation run are gone "
+                             f"({', '.join(missing)}); run 02_cross_validation again")
+        out[name] = paths
+    return out
+
+
 def score_candidates(candidates: LensDataset, fold_models: dict, *, batch_size: int = 64) -> Table:
     """Score every candidate with every model; a model's score is the mean over its fold models.
 

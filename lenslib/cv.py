@@ -181,6 +181,28 @@ def default_row(name: str, *, allow_download: bool = False) -> Row:
     return Row(name, regime="scratch", weights=None)
 
 
+def check_row_names(rows, **lists) -> list[str]:
+    """Check, before any training, lists of row names (a notebook's parameters, each named by its
+    keyword): a name that is no model, baseline or row of this run (a misspelling) is refused
+    with an :class:`~lenslib.errors.InputError`; returns a note for each real row name this
+    run leaves out (a ``networks`` subset), which then takes no part."""
+    from .baselines import BASELINE_NAMES
+    from .errors import InputError
+    from .models import MODEL_NAMES
+
+    ids = [r.id for r in rows]
+    notes = []
+    for parameter, names in lists.items():
+        unknown = [n for n in names if n not in ids and n not in MODEL_NAMES and n not in BASELINE_NAMES]
+        if unknown:
+            raise InputError(f"{parameter} names {', '.join(map(repr, unknown))}: no such model or row "
+                             f"(this run's rows: {', '.join(ids)})")
+        absent = [n for n in names if n not in ids]
+        if absent:
+            notes.append(f"{parameter}: {', '.join(absent)} not in this run's rows, left out")
+    return notes
+
+
 def weights_note(row: Row) -> str:
     """Where a row's weights come from, in words, for the tables that report it."""
     from .models import BACKBONES

@@ -249,6 +249,11 @@ def score_rows(result: FitResult, dataset, rows, *, batch_size: int = 128) -> np
             data.images.file.close()
 
 
+def fold_model_path(model_dir: str | os.PathLike, row: str, fold: int) -> Path:
+    """Where :func:`cv_fit_predict` saves the model of cross-validation row ``row``'s fold ``fold``."""
+    return Path(model_dir) / f"{row}-fold{fold}.keras"
+
+
 def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | None = None,
                    weights="auto", model_dir: str | os.PathLike | None = None, row: str | None = None,
                    cache_dir: str | os.PathLike | None = None):
@@ -270,7 +275,7 @@ def cv_fit_predict(name: str, dataset, *, config: TrainingConfig, regime: str | 
             # frozen random backbone is then one fixed feature extractor, cached once); the
             # folds differ by their data and shuffling.
             model = _build_for(name, data, config, regime=regime, weights=weights)
-            checkpoint = None if model_dir is None else Path(model_dir) / f"{row}-fold{fold}.keras"
+            checkpoint = None if model_dir is None else fold_model_path(model_dir, row, fold)
             result = fit(model, data, config=cfg, indices=fit_rows, val_indices=val_rows,
                          checkpoint=checkpoint, cache_dir=cache_dir)
             scores = score_rows(result, data, np.concatenate([val_rows, test_rows]))

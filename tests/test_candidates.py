@@ -153,3 +153,20 @@ def test_integrated_gradients_do_not_mix_cutouts_that_share_a_batch(candidates):
     np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-7)
     with pytest.raises(ValueError, match="batch_size"):
         integrated_gradients(model, images, batch_size=0)
+
+
+def test_fold_models_are_the_last_runs_not_the_folders(tmp_path):
+    from lenslib.candidates import fold_models_from_summary
+    from lenslib.errors import InputError
+
+    kept = [tmp_path / f"xception-fold{k}.keras" for k in range(2)]
+    for path in kept:
+        path.write_bytes(b"")
+    (tmp_path / "resnet50-fold0.keras").write_bytes(b"")  # an earlier run's, still in the folder
+    summary = {"fold_models": {"xception": [str(p) for p in kept]}}
+    assert fold_models_from_summary(summary, ["xception"]) == {"xception": kept}
+    with pytest.raises(InputError, match=r"of 'resnet50' \(it kept: xception\).*fold_model_rows"):
+        fold_models_from_summary(summary, ["xception", "resnet50"])
+    kept[1].unlink()
+    with pytest.raises(InputError, match="are gone"):
+        fold_models_from_summary(summary, ["xception"])

@@ -194,3 +194,15 @@ def test_run_rows_cross_validates_a_network_and_resumes_to_the_same_scores(smoke
     assert all("loaded from" in m for m in messages) and len(messages) == 4
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_row_name_lists_are_checked_before_any_training():
+    from lenslib.cv import Row, check_row_names
+    from lenslib.errors import InputError
+
+    rows = [Row("lensflow"), Row("gmm"), Row("finder", "finetune", None, "finder-finetune")]
+    assert check_row_names(rows, thesis_split_rows=["gmm", "finder-finetune"]) == []
+    notes = check_row_names(rows, thesis_split_rows=["gmm", "xception"])  # a real row, not run here
+    assert notes == ["thesis_split_rows: xception not in this run's rows, left out"]
+    with pytest.raises(InputError, match=r"fold_model_rows names 'resnet-50': no such model or row"):
+        check_row_names(rows, fold_model_rows=["lensflow", "resnet-50"])

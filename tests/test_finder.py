@@ -846,3 +846,17 @@ def test_setting_the_operating_point_keeps_the_ranking_and_flags_at_most_the_rat
     for kind in ("elliptical", "companion"):
         assert np.mean(scores[kinds == kind] >= 0.5) <= 0.1
         assert point["flag_rates"][kind] == np.mean(after[kinds == kind] >= 0)
+
+
+def test_benchmark_sizes_and_missing_cards_are_explained(tmp_path):
+    from lenslib.finder import read_card
+    from lenslib.finder.benchmark import benchmark
+    from lenslib.models import load_model
+
+    for kwargs in ({"n_images": -100}, {"n_images": 0}, {"shifted_images": 1}):
+        with pytest.raises(ValueError, match=r"(n_images|shifted_images) must be an integer of at least 2"):
+            benchmark("lenslib-finder-v1", **kwargs)
+    with pytest.raises(FileNotFoundError, match="beside its .keras file"):
+        read_card(tmp_path / "mine.json")
+    with pytest.raises(FileNotFoundError, match=r"nor a shipped finder: lenslib-finder-v1, "):
+        load_model("lenslib-finder-v13")

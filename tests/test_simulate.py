@@ -188,3 +188,19 @@ def test_every_nonlens_kind_but_the_twins_has_its_drawer():
     from lenslib.simulate import NONLENS_DRAWERS
 
     assert set(NONLENS_DRAWERS) == set(NONLENS_KINDS) - {"elliptical"}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"theta_e": 0.0, "q": 0.7}, "theta_e, the Einstein radius, must be a positive number"),
+    ({"theta_e": 1.2, "q": -0.5}, r"axis ratio q must be a number in \(0, 1\]"),
+    ({"theta_e": 1.2, "q": 1.5}, r"axis ratio q must be a number in \(0, 1\]"),
+    ({"theta_e": 1.2, "q": 0.7, "shear": 0.05}, r"shear must be a pair \(gamma1, gamma2\)"),
+    ({"theta_e": 1.2, "q": 0.7, "phi": float("nan")}, "position angle phi must be a finite number"),
+])
+def test_a_lens_of_impossible_parameters_is_refused_naming_them(kwargs, match):
+    from lenslib.simulate import sie_lens_kwargs
+
+    with pytest.raises(ValueError, match=match):
+        sie_lens_kwargs(**kwargs)
+    lens = sie_lens_kwargs(theta_e=1.2, q=0.7, shear=[0.03, 0.0])  # a list, as papermill passes it
+    assert lens[1]["gamma1"] == 0.03 and lens[0]["theta_E"] == 1.2

@@ -224,8 +224,13 @@ def benchmark(model, *, n_images: int = 20_000, shifted_images: int = 4_000, thr
     benchmark sky and its shifted skies (simulated once and cached in ``data_dir``), each score
     the mean over ``transforms`` flips and quarter turns (:func:`lenslib.models.predict`)."""
     from ..dataset import dataset_path, get_dataset
+    from ..errors import InputError
     from ..models import load_model
+    from ..models.common import is_integer
 
+    for name, value in (("n_images", n_images), ("shifted_images", shifted_images)):
+        if not (is_integer(value) and value >= 2):  # at least one lens and one non-lens
+            raise InputError(f"{name} must be an integer of at least 2 (got {value!r})")
     if not hasattr(model, "predict_on_batch"):
         model = load_model(model)
     seconds: dict[str, float] = {}

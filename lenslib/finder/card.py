@@ -228,8 +228,12 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_card(path: str | os.PathLike) -> dict:
-    """A model card, checked to be one."""
+    """A model card, checked to be one; a missing card is a ``FileNotFoundError`` that says where a
+    card belongs (beside its ``.keras`` file, as ``lenslib train-finder`` writes it)."""
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model card at {path}: a finder's card is the .json file of the same "
+                                "name beside its .keras file, as `lenslib train-finder` writes it")
     card = json.loads(path.read_text())
     if card.get("format") != CARD_FORMAT:
         raise ValueError(f"{path} is not a lenslib model card (format {card.get('format')!r})")

@@ -79,7 +79,11 @@ def load_model(path: str | os.PathLike):
 
     path = resolve_model_path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        from ..finder.shipped import SHIPPED_FINDERS
+
+        named = path.suffix == "" and len(path.parts) == 1  # a name rather than a path
+        hint = f" (nor a shipped finder: {', '.join(SHIPPED_FINDERS)})" if named else ""
+        raise FileNotFoundError(f"model file not found: {path}{hint}")
     if path.suffix != ".keras":
         raise InputError(f"{path} is not a .keras model file")
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" of a file that exists

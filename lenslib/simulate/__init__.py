@@ -26,12 +26,13 @@ One module per job:
 from __future__ import annotations
 
 from .fields import Field, draw_field, paint_field
-from .lenses import critical_curves_and_caustics, render_lens_system
+from .lenses import critical_curves_and_caustics, render_lens_system, sie_lens_kwargs
 from .nonlenses import NONLENS_DRAWERS
 from .observation import COMPONENTS, Grid, Scene, supersampled_grid
 from .scene import simulate_scene
 
 __all__ = [
     "COMPONENTS", "Field", "Grid", "NONLENS_DRAWERS", "Scene", "critical_curves_and_caustics",
-    "draw_field", "paint_field", "render_lens_system", "simulate_scene", "supersampled_grid",
+    "draw_field", "paint_field", "render_lens_system", "sie_lens_kwargs", "simulate_scene",
+    "supersampled_grid",
 ]

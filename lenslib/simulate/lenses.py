@@ -223,6 +223,35 @@ def _stand_in_neighbour(rng, config, grid, gal, theta_e, rate, r_eff):
 # --------------------------------------------------------------------------------------------
 # A lens of given parameters
 # --------------------------------------------------------------------------------------------
+def sie_lens_kwargs(*, theta_e: float, q: float, phi: float = 0.0,
+                    shear: tuple[float, float] = (0.0, 0.0)) -> list[dict]:
+    """lenstronomy's keyword arguments for a centred SIE of Einstein radius ``theta_e`` (arcsec),
+    axis ratio ``q`` and position angle ``phi`` (radians), with external shear ``(gamma1, gamma2)``
+    (the lens model ``["SIE", "SHEAR"]``); each parameter checked, and named when refused."""
+    import math
+
+    from ..errors import InputError
+
+    def real(value) -> bool:
+        return (isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+                and math.isfinite(value))
+
+    if not (real(theta_e) and theta_e > 0):
+        raise InputError(f"theta_e, the Einstein radius, must be a positive number of arcsec "
+                         f"(got {theta_e!r})")
+    if not (real(q) and 0 < q <= 1):
+        raise InputError(f"the axis ratio q must be a number in (0, 1] (got {q!r})")
+    if not real(phi):
+        raise InputError(f"the position angle phi must be a finite number of radians (got {phi!r})")
+    if not (isinstance(shear, (tuple, list, np.ndarray)) and len(shear) == 2 and all(map(real, shear))
+            and math.hypot(*shear) < 1):
+        raise InputError(f"shear must be a pair (gamma1, gamma2) of numbers of magnitude below 1 "
+                         f"(got {shear!r})")
+    e1, e2 = phi_q2_ellipticity(phi, q)
+    return [{"theta_E": float(theta_e), "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
+            {"gamma1": float(shear[0]), "gamma2": float(shear[1]), "ra_0": 0.0, "dec_0": 0.0}]
+
+
 def render_lens_system(*, theta_e: float, source_x: float, source_y: float, config: SimulationConfig,
                        rng: np.random.Generator, q: float = 0.8, phi: float = 0.0,
                        shear: tuple[float, float] = (0.0, 0.0), source_mag: float = 22.5,
@@ -237,12 +266,10 @@ def render_lens_system(*, theta_e: float, source_x: float, source_y: float, conf
     arcsec, and, if ``point_source_mag`` is given, a quasar at its centre.  ``rng`` draws only
     the noise (and the field, if ``with_field``).
     """
+    lens_kwargs = sie_lens_kwargs(theta_e=theta_e, q=q, phi=phi, shear=shear)
     ins = config.instrument
     obs = Observation(config, rng)
     grid = obs.grid
-    e1, e2 = phi_q2_ellipticity(phi, q)
-    lens_kwargs = [{"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": 0.0, "center_y": 0.0},
-                   {"gamma1": shear[0], "gamma2": shear[1], "ra_0": 0.0, "dec_0": 0.0}]
     add_sersic(obs.fine["deflector"], grid, float(magnitude_to_rate(deflector_mag, ins.zero_point_ab)),
                0.0, 0.0, deflector_r_eff, 4.0, q, phi, whole=True)
     n_field = render_field(obs.fine["field"], obs.points["field"], grid, rng, config) if with_field else 0

@@ -284,3 +284,11 @@ def test_summarize_counts_parents_and_images_per_kind(smoke_dataset):
         assert row["images"] == rows.sum()
         assert row["parents"] == np.unique(np.asarray(meta["parent_id"])[rows]).size
         assert row["class"] == ("lens" if meta["label"][rows][0] else "non-lens")
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_bad_workers_are_refused_even_when_the_dataset_is_cached(smoke_config, smoke_dataset_path, workers):
+    from lenslib.dataset import build_dataset
+
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        build_dataset(smoke_config, smoke_dataset_path.parent, workers=workers)

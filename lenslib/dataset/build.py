@@ -102,6 +102,15 @@ def _metadata_table(records: list[dict], extra_columns: dict | None = None) -> T
     return table
 
 
+def _check_workers(workers: int | None) -> int:
+    """``workers`` (None: one per core), refused unless a positive integer."""
+    if workers is None:
+        return os.cpu_count() or 1
+    if not (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1):
+        raise ValueError(f"workers must be an integer >= 1 (got {workers!r})")
+    return workers
+
+
 def assemble(config: SimulationConfig, path: str | os.PathLike, *, workers: int | None = None,
              progress: bool | None = None) -> Path:
     """Simulate the dataset of ``config`` into ``path`` (atomically); returns the path.
@@ -109,10 +118,7 @@ def assemble(config: SimulationConfig, path: str | os.PathLike, *, workers: int 
     ``workers``: processes to use (default: all cores; 1 runs in this process).
     ``progress``: show a progress bar (default: only on a terminal).
     """
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if not (isinstance(workers, int) and workers >= 1):
-        raise ValueError(f"workers must be an integer >= 1 (got {workers!r})")
+    workers = _check_workers(workers)
     plans = plan_parents(config)
     chunks = [plans[i:i + _CHUNK_PARENTS] for i in range(0, len(plans), _CHUNK_PARENTS)]
     n, size = config.n_images, config.image_size
@@ -214,6 +220,7 @@ def build_dataset(config: SimulationConfig, data_dir: str | os.PathLike | None =
 
     Partial files left by builds of the same file that were killed are removed first; a cached
     file that fails its checks raises :class:`DatasetError` (delete it and it is rebuilt)."""
+    _check_workers(workers)  # a bad value is refused whether or not the file is cached
     path = dataset_path(config, data_dir)
     remove_stale_partials(path)
     if path.exists():

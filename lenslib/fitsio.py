@@ -144,6 +144,11 @@ def _describe(h) -> str:
     return f"{len(shape)}-D image {shape}"
 
 
+def _listing(hdul) -> str:
+    """Every HDU of a file, for error messages: index, name and what it holds."""
+    return "; ".join(f"{i} {_label(h)}: {_describe(h)}" for i, h in enumerate(hdul))
+
+
 def select_hdu(hdul, path, hdu=None, ndims=(2,)) -> int:
     """The index of the HDU ``hdu`` (index or name; default the first image HDU whose data has
     one of ``ndims`` dimensions), checked to hold such an image."""
@@ -152,7 +157,7 @@ def select_hdu(hdul, path, hdu=None, ndims=(2,)) -> int:
         return shape is not None and len(shape) in ndims and 0 not in shape
 
     wanted = " or ".join(f"{n}-D" for n in ndims)
-    listing = "; ".join(f"{i} {_label(h)}: {_describe(h)}" for i, h in enumerate(hdul))
+    listing = _listing(hdul)
     if hdu is None:
         for i, h in enumerate(hdul):
             if fits(h):
@@ -301,7 +306,8 @@ def read_plane(path, shape, *, what: str, image=None):
         index = select_hdu(hdul, path, hdu, ndims=(2,))
         if image is not None and index == image[1] and _same_file(path, image[0]):
             raise InputError(f"the {what} would be HDU {index} ({_label(hdul[index])}) of {path}, the "
-                             f"scanned image itself: name the {what}'s extension, as in {path}[WHT]")
+                             f"scanned image itself: name the {what}'s extension, as in {path}[1] or "
+                             f"{path}[WHT] (HDUs: {_listing(hdul)})")
         data = image_data(hdul, index, path, ndims=(2,))
         if tuple(data.shape) != tuple(shape):
             raise InputError(f"the {what} {path} is {data.shape[1]}x{data.shape[0]} pixels but the "

@@ -114,6 +114,14 @@ def written_by_lenslib(path: str | os.PathLike, csv_columns=(), csv_only=None) -
     return False
 
 
+def same_file(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name the same existing file (links included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def check_output(path, inputs=(), *, what: str = "output", csv_columns=(), csv_only=None) -> Path | None:
     """Check, before any work, that ``path`` may be written: not a directory, not any of the
     ``inputs`` (the same file by another name, symbolic or hard link included), in a directory
@@ -129,10 +137,9 @@ def check_output(path, inputs=(), *, what: str = "output", csv_columns=(), csv_o
         if source is None or isinstance(source, (bytes, bytearray)) or not isinstance(
                 source, (str, os.PathLike)):
             continue
-        with contextlib.suppress(OSError):
-            if os.path.samefile(path, source):
-                raise InputError(f"{what} {path} is the input {source} (the same file): "
-                                 "writing it would destroy the input; choose another name")
+        if same_file(path, source):
+            raise InputError(f"{what} {path} is the input {source} (the same file): "
+                             "writing it would destroy the input; choose another name")
     if path.exists() or path.is_symlink():
         if not written_by_lenslib(path, csv_columns, csv_only):
             raise InputError(f"{what} {path} exists and is not a file lenslib wrote: lenslib never "

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import same_file
 
 #: What astropy raises for a file it cannot parse as FITS (besides OSError and ValueError).
 _FITS_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, EOFError)
@@ -149,18 +150,20 @@ def _listing(hdul) -> str:
     return "; ".join(f"{i} {_label(h)}: {_describe(h)}" for i, h in enumerate(hdul))
 
 
+def _holds_image(h, ndims) -> bool:
+    """Whether HDU ``h`` holds a non-empty image of one of ``ndims`` dimensions."""
+    shape = _image_shape(h, ndims)
+    return shape is not None and len(shape) in ndims and 0 not in shape
+
+
 def select_hdu(hdul, path, hdu=None, ndims=(2,)) -> int:
     """The index of the HDU ``hdu`` (index or name; default the first image HDU whose data has
     one of ``ndims`` dimensions), checked to hold such an image."""
-    def fits(h):
-        shape = _image_shape(h, ndims)
-        return shape is not None and len(shape) in ndims and 0 not in shape
-
     wanted = " or ".join(f"{n}-D" for n in ndims)
     listing = _listing(hdul)
     if hdu is None:
         for i, h in enumerate(hdul):
-            if fits(h):
+            if _holds_image(h, ndims):
                 return i
         raise InputError(f"{path} has no HDU with {wanted} image data (HDUs: {listing})")
     if isinstance(hdu, (int, np.integer)) and not isinstance(hdu, bool):
@@ -172,7 +175,7 @@ def select_hdu(hdul, path, hdu=None, ndims=(2,)) -> int:
             index = hdul.index_of(hdu)
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise InputError(f"{path} has no HDU {hdu!r} (HDUs: {listing})") from err
-    if not fits(hdul[index]):
+    if not _holds_image(hdul[index], ndims):
         raise InputError(f"HDU {hdu!r} of {path} holds {_describe(hdul[index])}, not a {wanted} image "
                          f"(HDUs: {listing})")
     return index
@@ -256,8 +259,7 @@ def _default_image_hdu(hdul) -> int | None:
     """The HDU a scan reads when none is named: the first 2-D image called ``SCI``, else the first
     2-D image whose name is not one of :data:`AUXILIARY_NAMES` (a file that stores its weight
     map first still scans its science image); None when there is neither."""
-    planes = [i for i, h in enumerate(hdul) if len(_image_shape(h, (2,)) or ()) == 2
-              and 0 not in _image_shape(h, (2,))]
+    planes = [i for i, h in enumerate(hdul) if _holds_image(h, (2,))]
     named = [i for i in planes if hdul[i].name == "SCI"]
     science = [i for i in planes if hdul[i].name not in AUXILIARY_NAMES]
     return (named or science or [None])[0]
@@ -302,9 +304,9 @@ def read_plane(path, shape, *, what: str, image=None):
     try:
         if hdu is None:
             hdu = next((i for i, h in enumerate(hdul) if h.name in PLANE_NAMES.get(what, ())
-                        and len(_image_shape(h, (2,)) or ()) == 2), None)
+                        and _holds_image(h, (2,))), None)
         index = select_hdu(hdul, path, hdu, ndims=(2,))
-        if image is not None and index == image[1] and _same_file(path, image[0]):
+        if image is not None and index == image[1] and same_file(path, image[0]):
             raise InputError(f"the {what} would be HDU {index} ({_label(hdul[index])}) of {path}, the "
                              f"scanned image itself: name the {what}'s extension, as in {path}[1] or "
                              f"{path}[WHT] (HDUs: {_listing(hdul)})")
@@ -316,13 +318,6 @@ def read_plane(path, shape, *, what: str, image=None):
         hdul.close()
         raise
     return hdul, data
-
-
-def _same_file(a, b) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def read_cutouts(path, hdu=None) -> np.ndarray:

@@ -3,6 +3,7 @@ name), and score cutouts with it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..files import atomic_output
+from ..files import atomic_output, same_file
 from ..preprocess import normalize, validate_cutouts
 from .common import is_integer, lazy_keras
 
@@ -53,11 +54,9 @@ def model_label(model, path=None) -> str:
     if source is None:
         return f"{model.name} (a Keras model not loaded from a file)"
     if source.stem in SHIPPED_FINDERS and source.suffix == ".keras":
-        try:
-            if os.path.samefile(source, shipped_path(source.stem)):
+        with contextlib.suppress(InputError):  # that finder is missing from this installation
+            if same_file(source, shipped_path(source.stem)):
                 return source.stem
-        except (OSError, InputError):
-            pass
     return str(source)
 
 

@@ -37,18 +37,18 @@ def model_digest(model, path) -> str:
     return h.hexdigest()
 
 
-def fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model, model_path,
+def fingerprint(image_digest: str, grid: TileGrid, zero_run: int, model_sum: str,
                 transforms: int = 1, max_missing: float = 0.0) -> dict:
     """What a checkpoint must match to be resumed: every pixel of the image as the scan sees it
     (:func:`lenslib.scan.tiles.survey`'s digest: data, mask, weights, BLANK and zero runs), the
-    tiling, the model, the test-time ``transforms`` and the share of a tile's pixels that may be
-    filled, ``max_missing`` (each recorded only when not 1 or 0, so checkpoints of earlier
-    versions, which filled none, resume when the scan fills none).  Options that do not change a
-    tile's score (threshold,
-    min_separation, batch_size, scheduler) are not part of it: a finished checkpoint can be
-    merged again at another threshold without rescoring."""
+    tiling, the model (``model_sum``, its :func:`model_digest`), the test-time ``transforms`` and
+    the share of a tile's pixels that may be filled, ``max_missing`` (each recorded only when not
+    1 or 0, so checkpoints of earlier versions, which filled none, resume when the scan fills
+    none).  Options that do not change a tile's score (threshold, min_separation, batch_size,
+    scheduler) are not part of it: a finished checkpoint can be merged again at another threshold
+    without rescoring."""
     out = {"shape": list(grid.shape), "size": grid.size, "stride": grid.stride, "zero_run": zero_run,
-           "image": image_digest, "model": model_digest(model, model_path)}
+           "image": image_digest, "model": model_sum}
     if transforms != 1:
         out["transforms"] = transforms
     if max_missing:

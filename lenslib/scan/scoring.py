@@ -234,15 +234,16 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     src = ImageSource(data, mask, weight, zero_run, max_missing)
     # Connect first: an unreachable scheduler fails before any reading, and leaves no checkpoint.
     client, close = (None, None) if scheduler is None else dask_client(scheduler, n_workers)
+    model_sum = model_digest(model, model_path)  # the catalog's and the checkpoint's, hashed once
     try:
-        result = _score_all(src, grid, model, model_path, (batch_size, transforms), checkpoint, client,
-                            progress)
+        result = _score_all(src, grid, model, model_path, model_sum, (batch_size, transforms), checkpoint,
+                            client, progress)
     finally:
         if close is not None:
             close()
     from ..models.io import model_label
 
-    result.model, result.model_digest = model_label(model, model_path), model_digest(model, model_path)
+    result.model, result.model_digest = model_label(model, model_path), model_sum
     result.transforms, result.max_missing = transforms, max_missing
     if refine is not None:
         result.refine = refine
@@ -257,17 +258,17 @@ def score_tiles(data, model, *, mask=None, weight=None, stride: int = DEFAULT_ST
     return result
 
 
-def _score_all(src: ImageSource, grid: TileGrid, model, model_path, scoring: tuple[int, int], checkpoint,
-               client, progress) -> TileScores:
+def _score_all(src: ImageSource, grid: TileGrid, model, model_path, model_sum: str, scoring: tuple[int, int],
+               checkpoint, client, progress) -> TileScores:
     """Survey the image, resume from ``checkpoint``, score the rest (saving each finished row);
-    ``scoring`` is ``(batch_size, transforms)``."""
+    ``model_sum`` is the model's digest, ``scoring`` is ``(batch_size, transforms)``."""
     batch_size, transforms = scoring
     n_no_data, digest = survey(src, digest=checkpoint is not None)
     scores = np.full((grid.n_rows, grid.n_cols), np.nan, dtype=np.float32)
     store = None
     done = np.zeros(0, dtype=int)
     if checkpoint is not None:
-        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model, model_path, transforms,
+        store = Checkpoint(checkpoint, fingerprint(digest, grid, src.zero_run, model_sum, transforms,
                                                    src.max_missing), grid.n_cols)
         done = store.load(scores)
     pending = np.setdiff1d(np.arange(grid.n_rows), done)

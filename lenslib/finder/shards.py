@@ -17,6 +17,8 @@ order and transforms depend only on ``(seed, epoch)``, so a resumed run sees the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -235,6 +237,22 @@ def mine_negatives(shards: list[Path], scores: list[np.ndarray], *, n_shards: in
                 np.save(f, images.astype(np.float16))
         out.append(path)
     return out
+
+
+def recipe_mined_shards(recipe: FinderRecipe, shards: list[Path], data_dir: str | os.PathLike, *,
+                        progress: bool | None = None) -> list[Path]:
+    """The mined shards a :class:`~lenslib.config.FinderRecipe` adds to its training ``shards``
+    (none when ``recipe.mined_shards`` is 0): :func:`finder_scores` by ``recipe.mined_by``, then
+    :func:`mine_negatives`, both cached, so a second call (another run on the same shards, say
+    several finders trained side by side) finds them made."""
+    if not recipe.mined_shards:
+        return []
+    scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms, progress=progress)
+    what = json.dumps([[p.name for p in shards], recipe.mined_by, recipe.score_transforms,
+                       recipe.mined_shards, recipe.shard_parents])
+    tag = hashlib.sha256(what.encode()).hexdigest()[:16]
+    return mine_negatives(shards, scores, n_shards=recipe.mined_shards, shard_size=recipe.shard_parents,
+                          data_dir=data_dir, tag=tag)
 
 
 def _in_memory(shard: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,6 @@ reaches the same weights as a run that was never stopped: the batches of an epoc
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import time
@@ -35,7 +34,7 @@ from .shards import (
     finder_scores,
     held_out_config,
     load_normalized,
-    mine_negatives,
+    recipe_mined_shards,
     shard_configs,
     simulate_shards,
 )
@@ -292,15 +291,7 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     val_x, val_y = _held_out(val_shard)
 
     size = train_configs[0].image_size
-    if recipe.mined_shards:
-        mined_scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms,
-                                     progress=progress)
-        what = json.dumps([[p.name for p in shards], recipe.mined_by, recipe.score_transforms,
-                           recipe.mined_shards, recipe.shard_parents])
-        tag = hashlib.sha256(what.encode()).hexdigest()[:16]
-        shards = shards + mine_negatives(shards, mined_scores, n_shards=recipe.mined_shards,
-                                         shard_size=recipe.shard_parents,
-                                         data_dir=data_dir, tag=tag)
+    shards = shards + recipe_mined_shards(recipe, shards, data_dir, progress=progress)
     teacher = None
     if recipe.teacher:
         teacher = finder_scores(shards, recipe.teacher, transforms=recipe.score_transforms,

@@ -149,6 +149,18 @@ def grade_summary(candidates: LensDataset) -> Table:
     return Table(rows=rows, names=("grade", "candidates", "true lenses", "true-lens fraction", "kinds"))
 
 
+def pick_per_grade(candidates: LensDataset, per_grade: int, *, random_state: int = 0) -> np.ndarray:
+    """Row numbers of up to ``per_grade`` candidates of each grade, drawn without replacement
+    (all of a grade that holds fewer), grade A first: the few a chapter shows by eye."""
+    from .config.checks import check_range
+
+    check_range("pick_per_grade", "per_grade", per_grade, 1, 10_000, integer=True)
+    rng = np.random.default_rng(random_state)
+    grades = np.asarray(candidates.metadata["grade"])
+    return np.concatenate([rng.choice(np.flatnonzero(grades == g), min(per_grade, int((grades == g).sum())),
+                                      replace=False) for g in GRADES])
+
+
 # --------------------------------------------------------------------------------------------
 # Scoring: Table 5-2 and what the thesis could not know
 # --------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The graded candidate set: apart from every training set, graded by rules on the truth."""
 
+import numpy as np
 import pytest
 
 from lenslib.candidates import (
@@ -10,6 +11,7 @@ from lenslib.candidates import (
     get_candidates,
     grade,
     grade_summary,
+    pick_per_grade,
 )
 from lenslib.config import get_profile
 from lenslib.dataset import load_dataset, plan_parents
@@ -170,3 +172,16 @@ def test_fold_models_are_the_last_runs_not_the_folders(tmp_path):
     kept[1].unlink()
     with pytest.raises(InputError, match="are gone"):
         fold_models_from_summary(summary, ["xception"])
+
+
+def test_pick_per_grade_draws_each_grade_and_refuses_nonsense(candidates):
+    grades = np.asarray(candidates.metadata["grade"])
+    picks = pick_per_grade(candidates, 3, random_state=0)
+    assert len(set(picks)) == len(picks)
+    for g in GRADES:
+        assert (grades[picks] == g).sum() == min(3, (grades == g).sum())
+    assert list(grades[picks]) == sorted(grades[picks])  # grade A first
+    assert np.array_equal(picks, pick_per_grade(candidates, 3, random_state=0))
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="per_grade"):
+            pick_per_grade(candidates, bad)

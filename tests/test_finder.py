@@ -4,6 +4,7 @@ weights and their model card, and the benchmark's bookkeeping."""
 import csv
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -402,6 +403,44 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
         train_finder(dataclasses.replace(warm, initial_finder="lenslib-finder-v0"), tmp_path / "none",
                      data_dir=data_dir, workers=1, verbose=0)
     assert DEFAULT_FINDER in SHIPPED_FINDERS
+
+
+def test_a_recipe_continues_and_mines_with_a_finder_trained_here_by_its_file(smoke_shards, tmp_path):
+    """A finder trained by ``train_finder`` (not shipped) can start, and mine for, the next run
+    by its ``.keras`` file: the card records the file and its digest, and the cached scores are
+    named by the file's content, so a file trained again is scored again."""
+    import hashlib
+    import shutil
+
+    from lenslib.finder import read_card, train_finder
+    from lenslib.models import load_model
+
+    recipe, data_dir, _ = smoke_shards
+    first = train_finder(dataclasses.replace(recipe, epochs=1, name="first-here", max_kind_flag_rate=None),
+                         tmp_path / "first", data_dir=data_dir, workers=1, verbose=0)
+    start = str(first.model_path)
+    warm = dataclasses.replace(recipe, epochs=1, learning_rate=1e-12, name="second-here",
+                               initial_finder=start, mined_shards=1, mined_by=start, score_transforms=1,
+                               max_kind_flag_rate=None)
+    before = set(data_dir.glob("*.npy"))
+    run = train_finder(warm, tmp_path / "second", data_dir=data_dir, workers=1, verbose=0)
+    for a, b, w in zip(load_model(start).get_weights(), run.model.get_weights(), run.model.weights):
+        if "moving" not in w.path:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    card = read_card(run.card_path)
+    digest = hashlib.sha256(Path(start).read_bytes()).hexdigest()
+    assert card["initial_finder"]["name"] == "first-here" and card["initial_finder"]["file"] == start
+    assert card["initial_finder"]["sha256"] == digest
+    made = {p.name for p in set(data_dir.glob("*.npy")) - before}
+    assert any(f".first-here-{digest[:12]}-t1." in name for name in made), made
+
+    no_card = tmp_path / "no-card.keras"
+    shutil.copy(start, no_card)
+    for bad, error in ((str(tmp_path / "missing.keras"), FileNotFoundError),
+                       (str(no_card), FileNotFoundError), ("lenslib-finder-v0", ValueError)):
+        with pytest.raises(error, match="not found|no model card|no finder called"):
+            train_finder(dataclasses.replace(warm, initial_finder=bad, mined_shards=0, mined_by=""),
+                         tmp_path / "bad", data_dir=data_dir, workers=1, verbose=0)
 
 
 def test_flag_rates_and_targets():

@@ -79,9 +79,10 @@ HARD_NEGATIVE_KINDS = (("elliptical", 0.30), ("companion", 0.35), ("ring_galaxy"
 
 
 def _finder_name(value) -> bool:
-    """A shipped finder's name (letters, digits, '-', '_', '.'), or ''."""
-    return isinstance(value, str) and (value == "" or value.replace("-", "").replace("_", "").replace(
-        ".", "").isalnum())
+    """A shipped finder's name (letters, digits, '-', '_', '.'), a ``.keras`` file (a finder
+    trained here, its model card beside it, as ``lenslib train-finder`` writes them), or ''."""
+    return isinstance(value, str) and (value == "" or value.lower().endswith(".keras") or value.replace(
+        "-", "").replace("_", "").replace(".", "").isalnum())
 
 
 @dataclass(frozen=True)
@@ -169,17 +170,18 @@ class FinderRecipe:
         check_range(o, "extra_negative_shards", self.extra_negative_shards, 0, 100_000, integer=True)
         check_mix(o, "extra_negative_kinds", self.extra_negative_kinds, NONLENS_KINDS)
         if not _finder_name(self.initial_finder):
-            fail(o, "initial_finder", "a shipped finder's name, or '' for random weights",
+            fail(o, "initial_finder", "a shipped finder's name or .keras file, or '' for random weights",
                  self.initial_finder)
         if not _finder_name(self.teacher):
-            fail(o, "teacher", "a shipped finder's name, or '' for no teacher", self.teacher)
+            fail(o, "teacher", "a shipped finder's name or .keras file, or '' for no teacher", self.teacher)
         if self.teacher:
             check_range(o, "teacher_weight", self.teacher_weight, 0.0, 1.0, low_open=True)
         elif self.teacher_weight != 0:
             fail(o, "teacher_weight", "0 when there is no teacher", self.teacher_weight)
         check_range(o, "mined_shards", self.mined_shards, 0, 100_000, integer=True)
         if not _finder_name(self.mined_by) or bool(self.mined_by) != bool(self.mined_shards):
-            fail(o, "mined_by", "a shipped finder's name when mined_shards > 0, else ''", self.mined_by)
+            fail(o, "mined_by", "a shipped finder's name or .keras file when mined_shards > 0, else ''",
+                 self.mined_by)
         if self.score_transforms not in (1, 2, 4, 8) or isinstance(self.score_transforms, bool):
             fail(o, "score_transforms", "one of 1, 2, 4 or 8", self.score_transforms)
         check_range(o, "wide_lens_shards", self.wide_lens_shards, 0, 100_000, integer=True)

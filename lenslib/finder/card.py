@@ -8,6 +8,7 @@ images seen, epochs, wall time and machine, the per-epoch history and, once
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -125,15 +126,36 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
     }
 
 
+def initial_finder_card(name: str) -> dict:
+    """The model card of a finder a recipe starts from (or mines or distils with): a shipped
+    finder's name, or a ``.keras`` file with its card beside it (``<stem>.json``); an
+    :class:`~lenslib.errors.InputError` or ``FileNotFoundError`` that says which, when neither."""
+    from .shipped import is_shipped_name, shipped_card
+
+    if is_shipped_name(name) and not Path(name).exists():
+        return shipped_card(name)
+    if not str(name).lower().endswith(".keras"):
+        shipped_card(name)  # not shipped: its error lists the finders that are
+    if not Path(name).is_file():
+        raise FileNotFoundError(f"finder not found: {name} (a shipped finder's name, or a .keras file "
+                                "that `lenslib train-finder` wrote, its model card beside it)")
+    return read_card(Path(name).with_suffix(".json"))
+
+
 def _initial_finder(name: str) -> dict | None:
-    """What a warm-started finder began from: the shipped finder's name and its training."""
+    """What a warm-started finder began from: its name, its training, and (for a file rather
+    than a shipped finder) the file and its digest."""
     if not name:
         return None
-    from .shipped import shipped_card
+    card = initial_finder_card(name)
+    start = {key: card.get(key) for key in ("name", "code_commit", "distinct_images", "images_seen", "epochs",
+                                            "wall_time_s", "final_validation_auc")}
+    from .shipped import is_shipped_name
 
-    card = shipped_card(name)
-    return {key: card.get(key) for key in ("name", "code_commit", "distinct_images", "images_seen", "epochs",
-                                           "wall_time_s", "final_validation_auc")}
+    if not (is_shipped_name(name) and not Path(name).exists()):
+        start["file"] = str(name)
+        start["sha256"] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+    return start
 
 
 def training_machines(card: dict) -> list[tuple[str, int]]:

@@ -171,17 +171,30 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def finder_tag(finder: str) -> str:
+    """A shipped finder's name as it is; a ``.keras`` file's stem and the start of its sha256
+    (what names its cached scores and mined shards: a file trained again is scored again)."""
+    from .shipped import is_shipped_name
+
+    if is_shipped_name(finder) and not Path(finder).exists():
+        return finder
+    path = Path(finder)
+    if not path.is_file():
+        raise FileNotFoundError(f"finder not found: {finder} (a shipped finder's name, or a .keras file)")
+    return f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+
+
 def scores_path(shard: Path, finder: str, transforms: int) -> Path:
     """Where the scores of ``finder`` on a shard's images are cached."""
-    return shard.with_suffix(f".{finder}-t{transforms}.npy")
+    return shard.with_suffix(f".{finder_tag(finder)}-t{transforms}.npy")
 
 
 def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch_size: int = 512,
                   progress: bool | None = None) -> list[np.ndarray]:
-    """Per shard, the lens probability the shipped finder ``finder`` gives each image, averaged
-    over ``transforms`` flips and quarter turns (float32, cached beside the shard, written
-    atomically): a distilled recipe's soft targets (``FinderRecipe.teacher``), or what picks a
-    recipe's mined negatives (``FinderRecipe.mined_by``)."""
+    """Per shard, the lens probability the finder ``finder`` (a shipped name or a ``.keras`` file)
+    gives each image, averaged over ``transforms`` flips and quarter turns (float32, cached beside
+    the shard, written atomically): a distilled recipe's soft targets (``FinderRecipe.teacher``),
+    or what picks a recipe's mined negatives (``FinderRecipe.mined_by``)."""
     from tqdm import tqdm
 
     from ..models import load_model
@@ -248,7 +261,7 @@ def recipe_mined_shards(recipe: FinderRecipe, shards: list[Path], data_dir: str 
     if not recipe.mined_shards:
         return []
     scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms, progress=progress)
-    what = json.dumps([[p.name for p in shards], recipe.mined_by, recipe.score_transforms,
+    what = json.dumps([[p.name for p in shards], finder_tag(recipe.mined_by), recipe.score_transforms,
                        recipe.mined_shards, recipe.shard_parents])
     tag = hashlib.sha256(what.encode()).hexdigest()[:16]
     return mine_negatives(shards, scores, n_shards=recipe.mined_shards, shard_size=recipe.shard_parents,

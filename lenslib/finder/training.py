@@ -96,11 +96,12 @@ def _write_log(path: Path, history: list[dict]) -> None:
 
 
 def _warm_start(model, name: str) -> None:
-    """Copy the weights of the shipped finder ``name`` into ``model`` (the same architecture)."""
+    """Copy the weights of the finder ``name`` (a shipped finder's name, or a ``.keras`` file with
+    its model card beside it) into ``model`` (the same architecture)."""
     from ..models import load_model
-    from .shipped import shipped_path
+    from .card import initial_finder_card
 
-    shipped_path(name)  # a clear error when no such finder is shipped
+    initial_finder_card(name)  # a clear error when it is neither shipped nor a finder with a card
     initial = load_model(name)
     if [w.shape for w in initial.get_weights()] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"FinderRecipe.initial_finder: {name} has another architecture than the "

@@ -89,14 +89,22 @@ def main() -> int:
 
     from lenslib.config import get_profile
     from lenslib.finder.cli import recipe_with
+    from lenslib.finder.references import check_finder_references
     from lenslib.finder.shards import held_out_config, recipe_mined_shards, shard_configs, simulate_shards
 
     common = COMMON + args.changes
     variants = dict(args.variants) or VARIANTS
+    if len(variants) < len(args.variants):
+        p.error("each --variant needs its own KEY")
     full = get_profile("full").finder
     recipes = {key: recipe_with(full, common + changes) for key, changes in variants.items()}
     recipe = recipe_with(full, common)
     configs = shard_configs(recipe)
+    for key, variant in recipes.items():
+        check_finder_references(variant)  # a bad finder name fails now, not after the simulation
+        if shard_configs(variant) != configs:
+            p.error(f"--variant {key} changes the training shards (seed, counts or mixes): put such "
+                    "changes in --set, so that every variant trains on the shards simulated once")
     stamp(f"simulating {len(configs)} training shards on {args.workers} processes")
     shards = simulate_shards(configs, args.data_dir, workers=args.workers, progress=False)
     stamp("training shards done; the held-out sets")

@@ -182,6 +182,7 @@ def test_pick_per_grade_draws_each_grade_and_refuses_nonsense(candidates):
         assert (grades[picks] == g).sum() == min(3, (grades == g).sum())
     assert list(grades[picks]) == sorted(grades[picks])  # grade A first
     assert np.array_equal(picks, pick_per_grade(candidates, 3, random_state=0))
+    assert sorted(pick_per_grade(candidates, 10_000)) == list(range(len(grades)))  # every one, once
     for bad in (0, -1, 2.5):
         with pytest.raises(ValueError, match="per_grade"):
             pick_per_grade(candidates, bad)

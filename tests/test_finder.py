@@ -413,6 +413,8 @@ def test_a_recipe_continues_and_mines_with_a_finder_trained_here_by_its_file(smo
     import shutil
 
     from lenslib.finder import read_card, train_finder
+    from lenslib.finder.references import finder_tag
+    from lenslib.finder.shards import scores_path
     from lenslib.models import load_model
 
     recipe, data_dir, _ = smoke_shards
@@ -431,16 +433,44 @@ def test_a_recipe_continues_and_mines_with_a_finder_trained_here_by_its_file(smo
     digest = hashlib.sha256(Path(start).read_bytes()).hexdigest()
     assert card["initial_finder"]["name"] == "first-here" and card["initial_finder"]["file"] == start
     assert card["initial_finder"]["sha256"] == digest
+    # A shipped finder's cached scores keep their names (caches made before files were allowed).
+    shipped_cache = scores_path(Path("s.h5"), finder_tag("lenslib-finder-v14"), 8)
+    assert shipped_cache.name == "s.lenslib-finder-v14-t8.npy"
     made = {p.name for p in set(data_dir.glob("*.npy")) - before}
     assert any(f".first-here-{digest[:12]}-t1." in name for name in made), made
 
     no_card = tmp_path / "no-card.keras"
     shutil.copy(start, no_card)
-    for bad, error in ((str(tmp_path / "missing.keras"), FileNotFoundError),
-                       (str(no_card), FileNotFoundError), ("lenslib-finder-v0", ValueError)):
-        with pytest.raises(error, match="not found|no model card|no finder called"):
-            train_finder(dataclasses.replace(warm, initial_finder=bad, mined_shards=0, mined_by=""),
-                         tmp_path / "bad", data_dir=data_dir, workers=1, verbose=0)
+    from lenslib.errors import InputError
+
+    for field, bad, message in (("initial_finder", str(tmp_path / "missing.keras"), "finder file not found"),
+                                ("initial_finder", str(no_card), "no model card"),
+                                ("initial_finder", "lenslib-finder-v0", "no finder called"),
+                                ("mined_by", str(tmp_path / "missing.keras"), "finder file not found"),
+                                ("teacher", "lenslib-finder-v0", "no finder called")):
+        changes = {"initial_finder": "", "mined_shards": 0, "mined_by": "", field: bad}
+        if field == "mined_by":
+            changes["mined_shards"] = 1
+        if field == "teacher":
+            changes["teacher_weight"] = 0.5
+        before_bad = set(data_dir.iterdir())
+        with pytest.raises(InputError, match=f"FinderRecipe.{field}: .*{message}"):
+            train_finder(dataclasses.replace(warm, **changes), tmp_path / f"bad-{field}", data_dir=data_dir,
+                         workers=1, verbose=0)
+        assert set(data_dir.iterdir()) == before_bad  # refused before anything was simulated or scored
+
+    # A run resumed after the file it started from was trained again is refused, not changed.
+    resumable = dataclasses.replace(warm, epochs=2, name="third-here")
+    copy = tmp_path / "start.keras"
+    shutil.copy(start, copy)
+    shutil.copy(Path(start).with_suffix(".json"), copy.with_suffix(".json"))
+    resumable = dataclasses.replace(resumable, initial_finder=str(copy), mined_by=str(copy))
+    with pytest.raises(KeyboardInterrupt):  # killed after its first epoch
+        train_finder(resumable, tmp_path / "third", data_dir=data_dir, workers=1, verbose=0,
+                     callbacks=[_Kill(1)])
+    shutil.copy(run.model_path, copy)  # other weights at the same path
+    with pytest.raises(InputError, match="FinderRecipe.initial_finder: the finder file changed"):
+        train_finder(resumable, tmp_path / "third", data_dir=data_dir, workers=1, verbose=0)
 
 
 def test_flag_rates_and_targets():
@@ -564,6 +594,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     while ancestor:
         lineage.append(ancestor["distinct_images"])
         start = ancestor.get("initial_finder") or {}
+        assert "file" not in start, "a shipped finder must descend from shipped finders, not a local file"
         ancestor = shipped_card(start["name"]) if start else None
     assert max(lineage) >= 100_000
     # Trained on the sky this version simulates: a changed default sky or simulator fails here

@@ -81,7 +81,7 @@ HARD_NEGATIVE_KINDS = (("elliptical", 0.30), ("companion", 0.35), ("ring_galaxy"
 def _finder_name(value) -> bool:
     """A shipped finder's name (letters, digits, '-', '_', '.'), a ``.keras`` file (a finder
     trained here, its model card beside it, as ``lenslib train-finder`` writes them), or ''."""
-    return isinstance(value, str) and (value == "" or value.lower().endswith(".keras") or value.replace(
+    return isinstance(value, str) and (value == "" or value.endswith(".keras") or value.replace(
         "-", "").replace("_", "").replace(".", "").isalnum())
 
 
@@ -102,13 +102,16 @@ class FinderRecipe:
     the rings a person sees first); lenses stay half of every shard.  ``validation_parents``
     images of another seed are
     scored after every epoch.  Adam with a cosine-decayed ``learning_rate`` over all epochs,
-    starting from random weights, or from the shipped finder ``initial_finder`` (a warm start: the
-    new finder continues its training).  With a ``teacher`` (a shipped finder), each target blends
+    starting from random weights, or from the finder ``initial_finder`` (a warm start: the new
+    finder continues its training).  ``initial_finder``, ``teacher`` and ``mined_by`` each name a
+    shipped finder or a ``.keras`` file that ``lenslib train-finder`` wrote (a warm start needs
+    its model card beside it; see :mod:`lenslib.finder.references`).  With a ``teacher``, each
+    target blends
     the label with the teacher's score averaged over ``score_transforms`` flips and quarter
     turns, ``teacher_weight`` of it the teacher's (knowledge distillation: the student learns the
     teacher's test-time-averaged scores at the cost of one pass).  ``mined_shards``: that many
-    more shards of ``shard_parents`` training non-lenses each, those the shipped finder
-    ``mined_by`` scores highest (its mean over ``score_transforms`` flips and turns), so that they
+    more shards of ``shard_parents`` training non-lenses each, those the finder ``mined_by``
+    scores highest (its mean over ``score_transforms`` flips and turns), so that they
     are seen once more every epoch (hard-negative mining).  ``max_kind_flag_rate``: after training,
     shift the output's logit so that a score of 0.5 flags at most this share of each non-lens kind
     of ``calibration_parents`` held-out images of another seed (0: of the validation set), with
@@ -134,10 +137,10 @@ class FinderRecipe:
     extra_negative_shards: int = 18
     extra_negative_kinds: tuple = (("companion", 1.0),)
     initial_finder: str = "lenslib-finder-v12"  # "" trains from random weights
-    teacher: str = ""  # a shipped finder whose scores are soft targets ("" for the labels alone)
+    teacher: str = ""  # a finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
     mined_shards: int = 5  # shards of the hardest training non-lenses (by mined_by), seen again
-    mined_by: str = "lenslib-finder-v12"  # the shipped finder whose scores pick the mined negatives
+    mined_by: str = "lenslib-finder-v12"  # the finder whose scores pick the mined negatives
     score_transforms: int = 8  # the teacher's and miner's scores: means over this many flips and turns
     wide_lens_shards: int = 18  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
     wide_theta_e_range: tuple = (1.5, 2.5)  # arcsec

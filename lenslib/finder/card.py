@@ -8,7 +8,6 @@ images seen, epochs, wall time and machine, the per-epoch history and, once
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from ..config import (
     config_hash,
     config_to_dict,
 )
+from .references import describe_start
 
 CARD_FORMAT = "lenslib-model-card"
 
@@ -121,41 +121,11 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": history,
         "final_validation_auc": history[-1]["val_auc"] if history else None,
-        "initial_finder": _initial_finder(recipe.initial_finder),
+        # Pinned when the run began (a file's path and digest then); older runs' states lack it.
+        "initial_finder": state["initial_finder"] if "initial_finder" in state else describe_start(
+            recipe.initial_finder),
         "operating_point": operating_point,
     }
-
-
-def initial_finder_card(name: str) -> dict:
-    """The model card of a finder a recipe starts from (or mines or distils with): a shipped
-    finder's name, or a ``.keras`` file with its card beside it (``<stem>.json``); an
-    :class:`~lenslib.errors.InputError` or ``FileNotFoundError`` that says which, when neither."""
-    from .shipped import is_shipped_name, shipped_card
-
-    if is_shipped_name(name) and not Path(name).exists():
-        return shipped_card(name)
-    if not str(name).lower().endswith(".keras"):
-        shipped_card(name)  # not shipped: its error lists the finders that are
-    if not Path(name).is_file():
-        raise FileNotFoundError(f"finder not found: {name} (a shipped finder's name, or a .keras file "
-                                "that `lenslib train-finder` wrote, its model card beside it)")
-    return read_card(Path(name).with_suffix(".json"))
-
-
-def _initial_finder(name: str) -> dict | None:
-    """What a warm-started finder began from: its name, its training, and (for a file rather
-    than a shipped finder) the file and its digest."""
-    if not name:
-        return None
-    card = initial_finder_card(name)
-    start = {key: card.get(key) for key in ("name", "code_commit", "distinct_images", "images_seen", "epochs",
-                                            "wall_time_s", "final_validation_auc")}
-    from .shipped import is_shipped_name
-
-    if not (is_shipped_name(name) and not Path(name).exists()):
-        start["file"] = str(name)
-        start["sha256"] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
-    return start
 
 
 def training_machines(card: dict) -> list[tuple[str, int]]:
@@ -206,7 +176,8 @@ def card_facts(card: dict):
          f"{recipe['wide_lens_shards']} of {parents} images, lenses with Einstein radii "
          f"{recipe['wide_theta_e_range'][0]:g}-{recipe['wide_theta_e_range'][1]:g} arcsec"),
         ("started from", "random weights" if not start else
-         f"{start['name']} ({start['images_seen']:,} images seen, {start['wall_time_s'] / 60:.0f} min)"),
+         f"{start['name']}{_start_file(start)} ({start['images_seen']:,} images seen, "
+         f"{start['wall_time_s'] / 60:.0f} min)"),
         ("teacher (distillation)", "none: the labels alone" if not teacher else
          f"{teacher}, its score the mean over {recipe['score_transforms']} flips and turns; "
          f"targets {1 - recipe['teacher_weight']:g} label + {recipe['teacher_weight']:g} teacher"),
@@ -223,6 +194,11 @@ def card_facts(card: dict):
         ("trained", card["trained_at"]),
     ]
     return Table(rows=rows, names=("field", "value"), dtype=(str, str))
+
+
+def _start_file(start: dict) -> str:
+    """For a finder begun from a file rather than a shipped finder: which file, by its digest."""
+    return f", the file {Path(start['file']).name} (sha256 {start['sha256'][:12]})" if "file" in start else ""
 
 
 def _operating_fact(point: dict | None) -> str:

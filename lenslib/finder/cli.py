@@ -27,7 +27,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="changes", action="append", default=[], metavar="FIELD=VALUE",
                    help="change one field of the profile's recipe (lenslib.config.FinderRecipe), e.g. "
                         "--set epochs=20 --set initial_finder= --set name=my-finder; repeatable; "
-                        "the card records the recipe that ran")
+                        "initial_finder, mined_by and teacher take a shipped name or a .keras finder "
+                        "this command wrote; the card records the recipe that ran")
     p.add_argument("--in-memory", action="store_true",
                    help="hold the shards in memory (2 bytes a pixel) rather than read them every epoch; "
                         "the same batches")

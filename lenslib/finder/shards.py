@@ -31,6 +31,7 @@ from ..dataset import build_dataset, dataset_path, load_dataset
 from ..dataset.build import _mp_context
 from ..files import atomic_output
 from ..preprocess import normalize
+from .references import finder_tag
 
 _NORMALIZE_BATCH = 1000
 
@@ -171,22 +172,10 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def finder_tag(finder: str) -> str:
-    """A shipped finder's name as it is; a ``.keras`` file's stem and the start of its sha256
-    (what names its cached scores and mined shards: a file trained again is scored again)."""
-    from .shipped import is_shipped_name
-
-    if is_shipped_name(finder) and not Path(finder).exists():
-        return finder
-    path = Path(finder)
-    if not path.is_file():
-        raise FileNotFoundError(f"finder not found: {finder} (a shipped finder's name, or a .keras file)")
-    return f"{path.stem}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
-
-
-def scores_path(shard: Path, finder: str, transforms: int) -> Path:
-    """Where the scores of ``finder`` on a shard's images are cached."""
-    return shard.with_suffix(f".{finder_tag(finder)}-t{transforms}.npy")
+def scores_path(shard: Path, tag: str, transforms: int) -> Path:
+    """Where the scores of a finder on a shard's images are cached: ``tag`` is its
+    :func:`~lenslib.finder.references.finder_tag` (a shipped finder's name as it is)."""
+    return shard.with_suffix(f".{tag}-t{transforms}.npy")
 
 
 def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch_size: int = 512,
@@ -200,10 +189,10 @@ def finder_scores(shards: list[Path], finder: str, *, transforms: int = 8, batch
     from ..models import load_model
     from ..models.io import predict_normalized
 
-    model, out = None, []
+    model, out, tag = None, [], finder_tag(finder)
     for shard in tqdm(shards, desc=f"scoring with {finder}", unit="shard",
                       disable=None if progress is None else not progress):
-        path = scores_path(shard, finder, transforms)
+        path = scores_path(shard, tag, transforms)
         images, labels = load_normalized(shard)
         if not path.exists():
             model = load_model(finder) if model is None else model
@@ -261,8 +250,9 @@ def recipe_mined_shards(recipe: FinderRecipe, shards: list[Path], data_dir: str 
     if not recipe.mined_shards:
         return []
     scores = finder_scores(shards, recipe.mined_by, transforms=recipe.score_transforms, progress=progress)
-    what = json.dumps([[p.name for p in shards], finder_tag(recipe.mined_by), recipe.score_transforms,
-                       recipe.mined_shards, recipe.shard_parents])
+    miner = finder_tag(recipe.mined_by, field="mined_by")
+    what = json.dumps([[p.name for p in shards], miner, recipe.score_transforms, recipe.mined_shards,
+                       recipe.shard_parents])
     tag = hashlib.sha256(what.encode()).hexdigest()[:16]
     return mine_negatives(shards, scores, n_shards=recipe.mined_shards, shard_size=recipe.shard_parents,
                           data_dir=data_dir, tag=tag)

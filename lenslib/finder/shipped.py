@@ -48,3 +48,9 @@ def shipped_card(name: str = DEFAULT_FINDER) -> dict:
 def is_shipped_name(value) -> bool:
     """True when ``value`` names a shipped finder (a name, not a path to a file)."""
     return isinstance(value, str) and value in SHIPPED_FINDERS
+
+
+def means_shipped(value) -> bool:
+    """True when ``value`` is read as a shipped finder: it names one, and no file of that name is
+    in the working directory (a file given by its path wins)."""
+    return is_shipped_name(value) and not Path(value).is_file()

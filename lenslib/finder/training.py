@@ -29,6 +29,7 @@ from ..errors import InputError
 from ..files import atomic_output
 from .card import code_commit, describe_machine, machine, write_json
 from .operating import set_operating_point
+from .references import check_finder_references, check_unchanged, describe_start
 from .shards import (
     ShardStream,
     finder_scores,
@@ -97,11 +98,10 @@ def _write_log(path: Path, history: list[dict]) -> None:
 
 def _warm_start(model, name: str) -> None:
     """Copy the weights of the finder ``name`` (a shipped finder's name, or a ``.keras`` file with
-    its model card beside it) into ``model`` (the same architecture)."""
+    its model card beside it; checked by :func:`check_finder_references`) into ``model`` (the same
+    architecture)."""
     from ..models import load_model
-    from .card import initial_finder_card
 
-    initial_finder_card(name)  # a clear error when it is neither shipped nor a finder with a card
     initial = load_model(name)
     if [w.shape for w in initial.get_weights()] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"FinderRecipe.initial_finder: {name} has another architecture than the "
@@ -280,6 +280,9 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _read_state(run_dir, recipe)
+    finders = check_finder_references(recipe)  # before any simulation: a bad name fails now
+    if state is not None:
+        check_unchanged(state.get("finder_tags", {}), finders, run_dir)
     progress = None if verbose else False
     train_configs = shard_configs(recipe, sky=sky)
     val_config = held_out_config(recipe, "validation", sky=sky)
@@ -302,7 +305,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     keras.utils.set_random_seed(recipe.seed)
     if state is None:
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
-                 "checkpoint": None, "code_commit": code_commit()}
+                 "checkpoint": None, "code_commit": code_commit(), "finder_tags": finders,
+                 "initial_finder": describe_start(recipe.initial_finder)}
         model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed)
         if recipe.initial_finder:
             _warm_start(model, recipe.initial_finder)

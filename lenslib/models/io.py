@@ -63,9 +63,9 @@ def model_label(model, path=None) -> str:
 def resolve_model_path(model: str | os.PathLike) -> Path:
     """The file of a model given by path or by a shipped finder's name (a name that is not also
     a file in the working directory)."""
-    from ..finder.shipped import is_shipped_name, shipped_path  # lenslib.finder imports this package
+    from ..finder.shipped import means_shipped, shipped_path  # lenslib.finder imports this package
 
-    if is_shipped_name(model) and not Path(model).exists():
+    if means_shipped(model):
         return shipped_path(model)
     return Path(model)
 

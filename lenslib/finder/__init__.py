@@ -5,6 +5,8 @@ shipped inside the package (``lenslib.load_model("lenslib-finder-v14")``).
 - :mod:`~lenslib.finder.shards`: the training set, simulated in shards and streamed;
 - :mod:`~lenslib.finder.training`: :func:`train_finder`, with checkpoints and resume;
 - :mod:`~lenslib.finder.card`: model cards;
+- :mod:`~lenslib.finder.references`: the finders a recipe starts from, mines with or distils
+  from (shipped names or ``.keras`` files), checked and pinned by content;
 - :mod:`~lenslib.finder.shipped`: the finders installed with the package.
 """
 

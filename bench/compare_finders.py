@@ -38,13 +38,11 @@ def main() -> int:
     if any(len(m) != 2 or not m[0] for m in models):
         p.error("each model is NAME=MODEL, for example v14=lenslib-finder-v14")
 
-    from sklearn.metrics import roc_auc_score
-
     from lenslib.config import get_profile
-    from lenslib.dataset import load_dataset
+    from lenslib.diagnostics import diagnose
     from lenslib.finder.operating import lens_logits
-    from lenslib.finder.shards import held_out_config, load_normalized, simulate_shards
-    from lenslib.metrics import tpr_at_false_positives, tpr_at_fpr
+    from lenslib.finder.shards import held_out_config, load_normalized, shard_metadata, simulate_shards
+    from lenslib.metrics import tpr_at_fpr
     from lenslib.models import load_model
     from lenslib.models.io import predict_normalized
 
@@ -52,14 +50,11 @@ def main() -> int:
     shard, = simulate_shards([held_out_config(recipe, "calibration")], args.data_dir, workers=args.workers,
                              progress=False)
     x, labels = load_normalized(shard)
-    x = np.asarray(x, dtype=np.float32)
-    data = load_dataset(shard, in_memory=False, verify=False)
-    kinds = np.asarray(data.metadata["kind"]).astype(str)
-    data.images.file.close()
+    x, metadata = np.asarray(x, dtype=np.float32), shard_metadata(shard)
     print(f"{len(x)} cutouts of the calibration sky of seed {args.seed} ({shard.name})")
     print(f"{'finder':12s} {'views':5s} {'ROC AUC':>7s} {'TPR0':>5s}  TPR at FPR "
           + " / ".join(f"{f:g}" for f in FPRS) + "  |  AUC vs " + " / ".join(KINDS), flush=True)
-    kept = {"labels": labels, "kinds": kinds}
+    kept = {"labels": labels, "kinds": np.asarray(metadata["kind"]).astype(str)}
     for name, path in models:
         model = load_model(path)
         one = lens_logits(model, x[..., None])
@@ -67,13 +62,10 @@ def main() -> int:
                                 for i in range(0, len(x), 512)])
         kept[f"{name}_1"], kept[f"{name}_8"] = one, eight
         for views, scores in (("1", one), ("8", eight)):
-            lenses = scores[labels == 1]
-            against = [roc_auc_score(np.r_[np.ones(len(lenses)), np.zeros((kinds == k).sum())],
-                                     np.r_[lenses, scores[kinds == k]]) for k in KINDS]
-            print(f"{name:12s} {views:5s} {roc_auc_score(labels, scores):7.4f} "
-                  f"{tpr_at_false_positives(labels, scores, 0):5.3f}  "
+            report = diagnose(labels, scores, metadata)
+            print(f"{name:12s} {views:5s} {report.survey['roc_auc']:7.4f} {report.survey['tpr0']:5.3f}  "
                   + " / ".join(f"{tpr_at_fpr(labels, scores, f):.3f}" for f in FPRS)
-                  + "  |  " + " / ".join(f"{a:.4f}" for a in against), flush=True)
+                  + "  |  " + " / ".join(f"{report.auc_against(k):.4f}" for k in KINDS), flush=True)
     if args.scores is not None:
         np.savez(args.scores, **kept)
     return 0

@@ -122,20 +122,20 @@ def main() -> int:
     args = p.parse_args()
 
     import keras
-    from sklearn.metrics import roc_auc_score
 
     from lenslib.config import get_profile
-    from lenslib.dataset import load_dataset
+    from lenslib.diagnostics import diagnose
     from lenslib.finder import build_finder
     from lenslib.finder.shards import (
         ShardStream,
         held_out_config,
         load_normalized,
         shard_configs,
+        shard_metadata,
         simulate_shards,
     )
     from lenslib.finder.training import _dataset  # the batches exactly as train_finder feeds them
-    from lenslib.metrics import tpr_at_false_positives, tpr_at_fpr
+    from lenslib.metrics import tpr_at_fpr
     from lenslib.models.io import predict_normalized
 
     x = np.random.default_rng(1).normal(size=(4, 100, 100, 1)).astype("float32")
@@ -153,11 +153,7 @@ def main() -> int:
     cal, = simulate_shards([held_out_config(dataclasses.replace(full, seed=2026), "calibration")],
                            args.data_dir, workers=None, progress=False)
     cal_x, cal_y = load_normalized(cal)
-    cal_x = np.asarray(cal_x, np.float32)
-    data = load_dataset(cal, in_memory=False, verify=False)
-    kinds = np.asarray(data.metadata["kind"]).astype(str)
-    data.images.file.close()
-    lenses = cal_y == 1
+    cal_x, metadata = np.asarray(cal_x, np.float32), shard_metadata(cal)
     for name in ("finder", "p4m") if args.only is None else (args.only,):
         stream = ShardStream(shards, batch_size=128, max_shift=4, seed=recipe.seed, in_memory=True)
         keras.utils.set_random_seed(recipe.seed)
@@ -170,9 +166,9 @@ def main() -> int:
         for views in (1, 8):
             s = np.concatenate([predict_normalized(model, cal_x[i:i + 512], batch_size=512, transforms=views)
                                 for i in range(0, len(cal_x), 512)])
-            against = [roc_auc_score(np.r_[np.ones(lenses.sum()), np.zeros((kinds == k).sum())],
-                                     np.r_[s[lenses], s[kinds == k]]) for k in ("companion", "elliptical")]
-            auc, tpr0 = roc_auc_score(cal_y, s), tpr_at_false_positives(cal_y, s, 0)
+            report = diagnose(cal_y, s, metadata)
+            against = [report.auc_against(k) for k in ("companion", "elliptical")]
+            auc, tpr0 = report.survey["roc_auc"], report.survey["tpr0"]
             tprs = " / ".join(f"{tpr_at_fpr(cal_y, s, f):.3f}" for f in (1e-3, 1e-2))
             print(f"{name:6s} {views} view(s): ROC AUC {auc:.4f}, TPR0 {tpr0:.3f}, TPR at FPR 1e-3 / 1e-2 "
                   f"{tprs}, vs companions / twins {against[0]:.4f} / {against[1]:.4f} ({args.epochs} epochs "

@@ -172,6 +172,16 @@ def load_normalized(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def shard_metadata(shard: Path):
+    """A simulated shard's metadata (``kind``, ``arc_snr``, ``theta_e``...), an
+    ``astropy.table.Table`` with a row per image, read without its images."""
+    data = load_dataset(shard, in_memory=False, verify=False)
+    try:
+        return data.metadata
+    finally:
+        data.images.file.close()
+
+
 def scores_path(shard: Path, tag: str, transforms: int) -> Path:
     """Where the scores of a finder on a shard's images are cached: ``tag`` is its
     :func:`~lenslib.finder.references.finder_tag` (a shipped finder's name as it is)."""

@@ -37,6 +37,7 @@ from .shards import (
     load_normalized,
     recipe_mined_shards,
     shard_configs,
+    shard_metadata,
     simulate_shards,
 )
 
@@ -76,17 +77,6 @@ def _held_out(shard: Path) -> tuple[np.ndarray, np.ndarray]:
     and its labels."""
     x, y = load_normalized(shard)
     return np.asarray(x, dtype=np.float32)[..., None], y
-
-
-def _kinds(shard: Path) -> np.ndarray:
-    """The ``kind`` of each image of a simulated shard."""
-    from ..dataset import load_dataset
-
-    data = load_dataset(shard, in_memory=False, verify=False)
-    try:
-        return np.asarray(data.metadata["kind"]).astype(str)
-    finally:
-        data.images.file.close()
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
@@ -340,8 +330,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
         if calibration_shard:
             point_shard, set_on = calibration_shard[0], "calibration"
             point_x, point_y = _held_out(point_shard)
-        operating_point = set_operating_point(final, point_x, point_y, _kinds(point_shard),
-                                              recipe.max_kind_flag_rate,
+        kinds = np.asarray(shard_metadata(point_shard)["kind"]).astype(str)
+        operating_point = set_operating_point(final, point_x, point_y, kinds, recipe.max_kind_flag_rate,
                                               confidence=recipe.flag_rate_confidence, set_on=set_on)
     model_path = save_model(final, run_dir / f"{recipe.name}.keras")
     # Mined negatives are copies of training images: seen again, not distinct.

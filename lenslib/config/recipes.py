@@ -16,6 +16,10 @@ OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam", "nadam")
 #: a fixed bilinear resize, or learned transposed convolutions (the thesis's "deconvolutional layers").
 ADAPTER_NAMES = ("resize", "deconv")
 
+#: The lenslib finder's networks (:func:`lenslib.finder.build_finder`): the compact residual
+#: network, or the same layout in p4m group convolutions (:mod:`lenslib.finder.equivariant`).
+FINDER_ARCHITECTURES = ("residual", "p4m")
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -131,6 +135,7 @@ class FinderRecipe:
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
+    architecture: str = "residual"  # or "p4m": invariant to flips and quarter turns by construction
     seed: int = 2028
     hard_negative_shards: int = 9
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
@@ -167,6 +172,11 @@ class FinderRecipe:
         if not (isinstance(self.widths, tuple) and len(self.widths) >= 2 and all(
                 isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= 4096 for w in self.widths)):
             fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
+        if self.architecture not in FINDER_ARCHITECTURES:
+            fail(o, "architecture", f"one of {FINDER_ARCHITECTURES}", self.architecture)
+        if self.architecture == "p4m" and any(w % 8 for w in self.widths):
+            fail(o, "widths", "multiples of 8 for the p4m architecture (8 orientations of each "
+                 "feature map)", self.widths)
         check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
         check_range(o, "hard_negative_shards", self.hard_negative_shards, 0, 100_000, integer=True)
         check_mix(o, "hard_negative_kinds", self.hard_negative_kinds, NONLENS_KINDS)

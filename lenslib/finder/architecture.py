@@ -5,10 +5,15 @@ Chosen for two CPU cores (measurements in the finder chapter and ``bench/README.
 so that the network trains at about 600 images/s and scores about 1,800-2,300/s on 2 cores,
 3x and 4x LensFlow, with 30x fewer parameters.  Two blocks per stage, or wider stages, halved the
 training speed; XLA (``jit_compile``) was slower on this CPU and is not used.
+
+A second architecture, ``"p4m"``, has the same layout and feature maps built from p4m group
+convolutions (:mod:`lenslib.finder.equivariant`): its score is exactly the same for a cutout's
+eight flips and quarter turns, with 8x fewer weights.
 """
 
 from __future__ import annotations
 
+from ..config.recipes import FINDER_ARCHITECTURES as ARCHITECTURES
 from ..models.common import REGIMES, Seeds, freeze, lazy_keras, require_side, transfer_head
 from ..models.io import load_model
 
@@ -35,9 +40,11 @@ def _residual_block(x, filters: int, *, name: str, seeds: Seeds):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
+
+
 def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: int = 0,
-                 name: str = "lenslib_finder"):
-    """The finder::
+                 name: str = "lenslib_finder", architecture: str = "residual"):
+    """The finder (``architecture="residual"``; ``"p4m"``: :func:`build_p4m_finder`)::
 
         input 100x100x1 -> conv 16 5x5 stride 2, BN, ReLU (50x50x16)
         -> residual block 32 (25x25) -> residual block 64 (13x13) -> residual block 128 (7x7)
@@ -45,6 +52,10 @@ def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: i
 
     ``widths``: the stem's filters, then one residual stage per further entry.
     """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES} (got {architecture!r})")
+    if architecture == "p4m":
+        return build_p4m_finder(input_shape, widths=widths, seed=seed, name=name)
     keras = lazy_keras()
     layers = keras.layers
     input_shape = require_side("the finder", input_shape, _finder_output_side, "a strided stem")
@@ -59,6 +70,83 @@ def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: i
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(2, activation="softmax", kernel_initializer=seeds.glorot(), name="softmax")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _p4m_block(x, filters: int, *, name: str, seeds: Seeds):
+    """The residual block of :func:`_residual_block` in p4m group convolutions (``filters`` per
+    orientation), its stride-2 steps placed so that a turned image's sampling grid maps onto
+    itself: on an even side a 4x4 window (2x2 average then 1x1 on the shortcut) after one pixel
+    of padding all round; on an odd side a centred 3x3 (1x1 on the shortcut)."""
+    from .equivariant import GroupBatchNorm, GroupConv2D
+
+    layers = lazy_keras().layers
+    if x.shape[1] % 2 == 0:
+        y = layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
+        y = GroupConv2D(filters, 4, 2, "valid", seed=seeds(), name=f"{name}_conv1")(y)
+        shortcut = layers.AveragePooling2D(2, name=f"{name}_pool")(x)
+        shortcut = GroupConv2D(filters, 1, seed=seeds(), name=f"{name}_project")(shortcut)
+    else:
+        y = GroupConv2D(filters, 3, 2, "same", seed=seeds(), name=f"{name}_conv1")(x)
+        shortcut = GroupConv2D(filters, 1, 2, "valid", seed=seeds(), name=f"{name}_project")(x)
+    y = layers.ReLU(name=f"{name}_relu1")(GroupBatchNorm(name=f"{name}_bn1")(y))
+    y = GroupConv2D(filters, 3, seed=seeds(), name=f"{name}_conv2")(y)
+    y = GroupBatchNorm(name=f"{name}_bn2")(y)
+    shortcut = GroupBatchNorm(name=f"{name}_project_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.ReLU(name=f"{name}_out")(y)
+
+
+def build_p4m_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: int = 0,
+                     name: str = "lenslib_finder"):
+    """The finder's layout in p4m group convolutions: exactly invariant to the eight flips and
+    quarter turns of a square cutout::
+
+        input 100x100x1 -> p4m conv 2x8 6x6 stride 2 (after 2 pixels of padding), BN, ReLU
+        -> p4m residual blocks 4x8 (25x25), 8x8 (13x13), 16x8 (7x7)
+        -> global average pooling (16x8) -> mean and max over orientations (32) -> softmax 2
+
+    ``widths``: feature maps per stage, as :func:`build_finder`'s (each a multiple of 8: its
+    eighth are the base filters, each carried in eight orientations).  An even side is halved
+    by a 6x6 stem window after 2 pixels of padding, an odd side by a centred 5x5.
+    """
+    from .equivariant import ORDER, GroupBatchNorm, GroupConv2D, OrientationPool
+
+    keras = lazy_keras()
+    layers = keras.layers
+    input_shape = require_side("the finder", input_shape, _finder_output_side, "a strided stem")
+    if input_shape[0] != input_shape[1]:
+        raise ValueError(f"the p4m finder turns cutouts by quarter turns, so they must be square "
+                         f"(got input_shape {input_shape})")
+    if any(w % ORDER for w in widths):
+        raise ValueError(f"the p4m finder's widths must be multiples of {ORDER} (each feature map is "
+                         f"carried in {ORDER} orientations); got widths {tuple(widths)}")
+    seeds = Seeds(seed)
+    x = inputs = keras.Input(input_shape, name="cutout")
+    if input_shape[0] % 2 == 0:
+        x = layers.ZeroPadding2D(2, name="stem_pad")(x)
+        x = GroupConv2D(widths[0] // ORDER, 6, 2, "valid", lifting=True, seed=seeds(), name="stem_conv")(x)
+    else:
+        x = GroupConv2D(widths[0] // ORDER, 5, 2, "same", lifting=True, seed=seeds(), name="stem_conv")(x)
+    x = GroupBatchNorm(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, filters in enumerate(widths[1:], start=1):
+        x = _p4m_block(x, filters // ORDER, name=f"stage{stage}", seeds=seeds)
+    x = layers.GlobalAveragePooling2D(name="orientations_pool")(x)
+    x = OrientationPool(name="pool")(x)
+    outputs = layers.Dense(2, activation="softmax", kernel_initializer=seeds.glorot(), name="softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def finder_layout(model) -> dict:
+    """The :func:`build_finder` arguments that rebuild ``model``'s network (a lenslib finder):
+    ``{"architecture": ..., "widths": ...}``, read from its layers."""
+    from .equivariant import ORDER, GroupConv2D
+
+    stem = model.get_layer("stem_conv")
+    p4m = isinstance(stem, GroupConv2D)
+    convs = [stem] + [layer for layer in model.layers if layer.name.endswith("_conv1")]
+    return {"architecture": "p4m" if p4m else "residual",
+            "widths": tuple(int(c.filters) * (ORDER if p4m else 1) for c in convs)}
 
 
 def build_finder_model(input_shape=(100, 100, 1), *, regime: str = "frozen", weights=None,
@@ -77,9 +165,12 @@ def build_finder_model(input_shape=(100, 100, 1), *, regime: str = "frozen", wei
     if regime == "scratch" and weights is not None:
         raise ValueError(f"regime='scratch' starts from random weights: weights must be None "
                          f"(got {weights!r})")
-    finder = build_finder(input_shape, seed=seed)
+    layout = {}
     if weights is not None:
         pretrained = load_model(weights)
+        layout = finder_layout(pretrained)
+    finder = build_finder(input_shape, seed=seed, **layout)
+    if weights is not None:
         trunk_layers = [layer for layer in pretrained.layers if layer.weights and layer.name != "softmax"]
         for layer in trunk_layers:
             finder.get_layer(layer.name).set_weights(layer.get_weights())

@@ -29,6 +29,11 @@ from .references import describe_start
 
 CARD_FORMAT = "lenslib-model-card"
 
+#: How a card names each of ``FinderRecipe.architecture``'s networks.
+ARCHITECTURE_NAMES = {"residual": "residual network",
+                      "p4m": ("residual network of p4m group convolutions (invariant to flips and "
+                              "quarter turns)")}
+
 
 def code_commit() -> str:
     """The git commit of lenslib's source tree, with ``+dirty`` for uncommitted changes."""
@@ -106,8 +111,8 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
     return {
         "format": CARD_FORMAT,
         "name": recipe.name,
-        "architecture": (f"residual network, widths {'/'.join(map(str, recipe.widths))} "
-                         "(lenslib.finder.build_finder)"),
+        "architecture": (f"{ARCHITECTURE_NAMES[recipe.architecture]}, widths "
+                         f"{'/'.join(map(str, recipe.widths))} (lenslib.finder.build_finder)"),
         "recipe": config_to_dict(recipe),
         "sky": {"config": config_to_dict(sky_only), "config_hash": config_hash(sky_only),
                 "simulator_version": SIMULATOR_VERSION},

@@ -95,7 +95,8 @@ def _warm_start(model, name: str) -> None:
     initial = load_model(name)
     if [w.shape for w in initial.get_weights()] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"FinderRecipe.initial_finder: {name} has another architecture than the "
-                         "recipe's widths build; give the widths it was trained with, or ''")
+                         "recipe's architecture and widths build; give the ones it was trained "
+                         "with, or ''")
     model.set_weights(initial.get_weights())
 
 
@@ -106,6 +107,9 @@ def _load_checkpoint(path: Path):
     under JAX on a GPU and resumed on 2 cores trained at about 340 images/s with XLA on)."""
     import keras
 
+    from ..models.io import register_finder_layers
+
+    register_finder_layers()
     model = keras.saving.load_model(path, safe_mode=True, compile=True)
     model.jit_compile = None  # Keras resolves None ("auto") for this backend and machine
     return model
@@ -297,7 +301,8 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
                  "checkpoint": None, "code_commit": code_commit(), "finder_tags": finders,
                  "initial_finder": describe_start(recipe.initial_finder)}
-        model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed)
+        model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
+                             architecture=recipe.architecture)
         if recipe.initial_finder:
             _warm_start(model, recipe.initial_finder)
         _compile(model, recipe, len(stream))
@@ -322,7 +327,7 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
         return FinderRun(model=None, model_path=None, card_path=None, history=state["history"],
                          seconds=state["seconds"], resumed_from=done, finished=False)
     final = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
-                         name=recipe.name.replace("-", "_"))
+                         name=recipe.name.replace("-", "_"), architecture=recipe.architecture)
     final.set_weights(model.get_weights())
     operating_point = None
     if recipe.max_kind_flag_rate is not None:

@@ -70,6 +70,12 @@ def resolve_model_path(model: str | os.PathLike) -> Path:
     return Path(model)
 
 
+def register_finder_layers() -> None:
+    """Make the layers of lenslib's own finders known to Keras, for loading a file that uses them
+    (importing :mod:`lenslib.finder.equivariant` registers them)."""
+    from ..finder import equivariant  # noqa: F401
+
+
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
     from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v14"``, see
@@ -89,6 +95,7 @@ def load_model(path: str | os.PathLike):
         raise InputError(f"cannot load {path}: a .keras model is a zip archive and this file is not "
                          f"({path.stat().st_size} bytes; truncated or corrupt?)")
     keras = lazy_keras()
+    register_finder_layers()
     try:
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as err:

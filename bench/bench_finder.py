@@ -71,10 +71,14 @@ def images_per_second(model, *, train: bool, batch_size: int = 128, steps: int =
     return batch_size / float(np.median(times))
 
 
-def speed(rounds: int = 3) -> dict:
-    """Training and inference rates of the finder and of LensFlow, in float32 and under
-    ``mixed_bfloat16``: the median of ``rounds`` measurements taken in turn (the two networks
-    alternate, so that a minute when the machine is slower costs both), each round's kept."""
+def speed(layout: dict, rounds: int = 3) -> dict:
+    """Training and inference rates of the finder (its network rebuilt from ``layout``, what
+    :func:`lenslib.finder.architecture.finder_layout` read from the benchmarked model) and of
+    LensFlow, in float32 and under ``mixed_bfloat16``: the median of ``rounds`` measurements taken
+    in turn (the two networks alternate, so that a minute when the machine is slower costs both),
+    each round's kept."""
+    import functools
+
     import keras
 
     from lenslib.finder import build_finder
@@ -85,7 +89,8 @@ def speed(rounds: int = 3) -> dict:
         keras.mixed_precision.set_global_policy(policy)
         try:
             models = {}
-            for name, build in (("finder", build_finder), ("lensflow", build_lensflow)):
+            for name, build in (("finder", functools.partial(build_finder, **layout)),
+                                ("lensflow", build_lensflow)):
                 model = build()
                 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
                 models[name if policy == "float32" else f"{name}_bfloat16"] = model
@@ -101,8 +106,10 @@ def speed(rounds: int = 3) -> dict:
                     out[key][f"{what}_rounds"] = [round(v, 1) for v in values]
         finally:
             keras.mixed_precision.set_global_policy("float32")
+    out["finder"].update(layout)
     print(f"\ncores available: {os.cpu_count()}; batches of 128 random 100x100 cutouts; "
-          f"median of {rounds} rounds [min-max]")
+          f"median of {rounds} rounds [min-max]; the finder's network: {layout['architecture']}, "
+          f"widths {'/'.join(map(str, layout['widths']))}")
 
     def rate(key, what):
         values = out[key][f"{what}_rounds"]
@@ -136,7 +143,13 @@ def main() -> None:
     args = parser.parse_args()
 
     args.model = args.model or DEFAULT_FINDER
-    figures = {} if args.skip_speed else {"speed_images_per_s": speed()}
+    if args.skip_speed:
+        figures = {}
+    else:
+        from lenslib.finder.architecture import finder_layout
+        from lenslib.models import load_model
+
+        figures = {"speed_images_per_s": speed(finder_layout(load_model(args.model)))}
     start = time.perf_counter()
     result = benchmark(args.model, n_images=args.n_images, shifted_images=args.shifted_images,
                        data_dir=os.environ.get("LENSLIB_DATA_DIR"), workers=args.workers)

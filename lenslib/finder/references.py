@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import FinderRecipe
 from ..errors import InputError
-from .shipped import SHIPPED_FINDERS, means_shipped, shipped_card
+from .shipped import SHIPPED_FINDERS, is_shipped_name, means_shipped, shipped_card
 
 #: The recipe fields that name a finder; only a warm start needs the card beside a file.
 FINDER_FIELDS = ("initial_finder", "mined_by", "teacher")
@@ -86,3 +86,42 @@ def describe_start(name: str) -> dict | None:
         start["file"] = str(Path(name).resolve())
         start["sha256"] = _digest(Path(name))
     return start
+
+
+def shipped_digests() -> dict[str, str]:
+    """The sha256 of each shipped finder's weights file, to its name."""
+    from .shipped import shipped_path
+
+    return {_digest(shipped_path(name)): name for name in SHIPPED_FINDERS}
+
+
+def as_shipped(card: dict, *, shipped: dict[str, str] | None = None) -> dict:
+    """``card`` with every finder its recipe names by file replaced by the shipped finder of the
+    same content (a reference is pinned by content, so the file and the shipped copy are the same
+    finder): what a finder's card says once it is shipped, so that its lineage can be followed and
+    re-made from the package alone.  The file's sha256 is the one the card recorded when the run
+    began (a warm start's), else the file's own.  ``shipped``: sha256 to name (default
+    :func:`shipped_digests`).  Raises InputError naming the field when a file is no shipped
+    finder: a finder that descends from an unshipped file cannot be re-made from the package."""
+    import copy
+
+    shipped = shipped_digests() if shipped is None else shipped
+    card = copy.deepcopy(card)
+    start = card.get("initial_finder") or {}
+    for field in FINDER_FIELDS:
+        value = card["recipe"].get(field) or ""
+        if not value or is_shipped_name(value):
+            continue
+        recorded = start.get("sha256") if field == "initial_finder" else None
+        if recorded is None and not Path(value).is_file():
+            raise InputError(f"FinderRecipe.{field}: {value} is gone and the card records no sha256 for it; "
+                             "cannot tell which shipped finder it was")
+        digest = recorded or _digest(Path(value))
+        if digest not in shipped:
+            raise InputError(f"FinderRecipe.{field}: {value} (sha256 {digest[:12]}...) is no shipped finder; "
+                             "ship it first, or this card's lineage cannot be re-made from the package")
+        card["recipe"][field] = shipped[digest]
+        if field == "initial_finder":
+            card["initial_finder"] = {**{k: v for k, v in start.items() if k != "file"},
+                                      "name": shipped[digest], "trained_from_file": start.get("file")}
+    return card

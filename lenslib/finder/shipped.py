@@ -54,3 +54,29 @@ def means_shipped(value) -> bool:
     """True when ``value`` is read as a shipped finder: it names one, and no file of that name is
     in the working directory (a file given by its path wins)."""
     return is_shipped_name(value) and not Path(value).is_file()
+
+
+def ship_finder(model_path, weights_dir=None) -> tuple[Path, Path]:
+    """Copy a finder that ``lenslib train-finder`` wrote (``NAME.keras`` and its card ``NAME.json``
+    beside it) into the package's weights (default ``lenslib/finder/weights``), its card's
+    references to finder files replaced by the shipped finders of the same content
+    (:func:`lenslib.finder.references.as_shipped`).  Add NAME to :data:`SHIPPED_FINDERS` to make
+    it loadable by name.  Returns the two files written."""
+    import shutil
+
+    from ..files import atomic_output
+    from .card import read_card, write_json
+    from .references import as_shipped
+
+    model_path = Path(model_path)
+    card = read_card(model_path.with_suffix(".json"))
+    if card["name"] != model_path.stem:
+        raise InputError(f"{model_path}: its card names the finder {card['name']!r}; a shipped finder's file "
+                         "is named after it")
+    card = as_shipped(card)
+    weights_dir = Path(weights_dir) if weights_dir is not None else _weights_dir()
+    target = weights_dir / model_path.name
+    with atomic_output(target) as tmp:
+        shutil.copyfile(model_path, tmp)
+    write_json(target.with_suffix(".json"), card)
+    return target, target.with_suffix(".json")

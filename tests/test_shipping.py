@@ -1,0 +1,66 @@
+"""Shipping a finder (lenslib.finder.shipped.ship_finder): its card's references to finder files
+become the shipped finders of the same content, so its lineage is followed from the package."""
+
+import json
+import shutil
+
+import pytest
+
+from lenslib.errors import InputError
+
+
+def _run_card(tmp_path, name: str, **recipe) -> dict:
+    """A finished run's card as train_finder writes it (the fields shipping reads)."""
+    card = {"format": "lenslib-model-card", "name": name, "distinct_images": 1000,
+            "recipe": {"initial_finder": "", "mined_by": "", "teacher": "", **recipe}, "initial_finder": None}
+    (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    return card
+
+
+def test_a_card_naming_a_shipped_finder_by_file_names_it_by_name(tmp_path):
+    from lenslib.finder import DEFAULT_FINDER, shipped_path
+    from lenslib.finder.references import as_shipped, describe_start
+
+    copy = tmp_path / "elsewhere" / "warm.keras"
+    copy.parent.mkdir()
+    shutil.copyfile(shipped_path(DEFAULT_FINDER), copy)
+    shutil.copyfile(shipped_path(DEFAULT_FINDER).with_suffix(".json"), copy.with_suffix(".json"))
+    card = _run_card(tmp_path, "new", initial_finder=str(copy), mined_by=str(copy))
+    card["initial_finder"] = describe_start(str(copy))
+    copy.unlink()  # gone since the run (a device's /tmp): the sha256 the card recorded still tells
+    with pytest.raises(InputError, match="FinderRecipe.mined_by.*gone"):
+        as_shipped(card)
+    shutil.copyfile(shipped_path(DEFAULT_FINDER), copy)
+    shipped = as_shipped(card)
+    assert shipped["recipe"]["initial_finder"] == shipped["recipe"]["mined_by"] == DEFAULT_FINDER
+    assert shipped["initial_finder"]["name"] == DEFAULT_FINDER and "file" not in shipped["initial_finder"]
+    assert shipped["initial_finder"]["trained_from_file"] == str(copy.resolve())
+    assert card["recipe"]["initial_finder"] == str(copy)  # the card given is left as it was
+
+
+def test_a_finder_descending_from_an_unshipped_file_is_refused_naming_the_field(tmp_path):
+    from lenslib.finder.references import as_shipped
+
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"not a shipped finder")
+    with pytest.raises(InputError, match="FinderRecipe.teacher.*no shipped finder"):
+        as_shipped(_run_card(tmp_path, "new", teacher=str(other)))
+
+
+def test_ship_finder_writes_the_weights_and_the_shipped_card(tmp_path):
+    from lenslib.finder import DEFAULT_FINDER, shipped_path
+    from lenslib.finder.card import read_card
+    from lenslib.finder.shipped import ship_finder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "lenslib-finder-test.keras"
+    model.write_bytes(b"weights")
+    _run_card(run, "lenslib-finder-test", mined_by=str(shipped_path(DEFAULT_FINDER)))
+    weights, card = ship_finder(model, tmp_path / "weights")
+    assert weights.read_bytes() == b"weights"
+    assert read_card(card)["recipe"]["mined_by"] == DEFAULT_FINDER
+    model.rename(run / "renamed.keras")
+    (run / "lenslib-finder-test.json").rename(run / "renamed.json")
+    with pytest.raises(InputError, match="names the finder 'lenslib-finder-test'"):
+        ship_finder(run / "renamed.keras", tmp_path / "weights")

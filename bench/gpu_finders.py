@@ -1,7 +1,8 @@
 """Train several finders side by side on one GPU machine, from one set of simulated shards.
 
 What made `lenslib-finder-v11` and the capacity probe beside it (bench/README.md, "Three finders
-on one H100"), and `lenslib-finder-v16`'s round: simulate a recipe's shards once on every core,
+on one H100"), `lenslib-finder-v16`'s round, and the p4m finders v18 and v19 (``--set
+architecture=p4m``, bench/README.md): simulate a recipe's shards once on every core,
 mine the hard negatives once, then run `lenslib train-finder` for each variant in its own process,
 all on the one GPU (a finder this small leaves the GPU mostly idle: each process's batch stream on
 its own core is the limit). A variant is the common recipe changes plus its own; each run

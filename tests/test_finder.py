@@ -380,7 +380,7 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
     from lenslib.models import load_model
 
     recipe, data_dir, _ = smoke_shards
-    initial = SHIPPED_FINDERS[0]
+    initial = DEFAULT_FINDER  # of the recipe's architecture (p4m)
     # A learning rate near zero: one epoch leaves the shipped weights (all but the batch-norm
     # statistics) where they were, so the run scores like the shipped finder, not like one epoch
     # (and no operating point, which would shift the output's biases).
@@ -399,6 +399,9 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
     with pytest.raises(ValueError, match="another architecture"):
         train_finder(dataclasses.replace(warm, widths=(8, 16)), tmp_path / "narrow", data_dir=data_dir,
                      workers=1, verbose=0)
+    with pytest.raises(ValueError, match="another architecture"):  # v1 is a residual finder
+        train_finder(dataclasses.replace(warm, initial_finder=SHIPPED_FINDERS[0]), tmp_path / "residual",
+                     data_dir=data_dir, workers=1, verbose=0)
     with pytest.raises(ValueError, match="no finder called"):
         train_finder(dataclasses.replace(warm, initial_finder="lenslib-finder-v0"), tmp_path / "none",
                      data_dir=data_dir, workers=1, verbose=0)

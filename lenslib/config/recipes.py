@@ -125,29 +125,29 @@ class FinderRecipe:
     scores as trained.
     """
 
-    name: str = "lenslib-finder-v14"
-    train_parents: int = 35_000
+    name: str = "lenslib-finder-v21"
+    train_parents: int = 18_000
     shard_parents: int = 1_000
     validation_parents: int = 4_000
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 128
-    learning_rate: float = 2e-4
+    learning_rate: float = 3e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
-    architecture: str = "residual"  # or "p4m": invariant to flips and quarter turns by construction
-    seed: int = 2028
-    hard_negative_shards: int = 9
+    architecture: str = "p4m"  # or "residual" (v1-v14): p4m is invariant to flips and quarter turns
+    seed: int = 2051
+    hard_negative_shards: int = 5
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
-    extra_negative_shards: int = 18
+    extra_negative_shards: int = 8
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v12"  # "" trains from random weights
+    initial_finder: str = "lenslib-finder-v19"  # "" trains from random weights
     teacher: str = ""  # a finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
     mined_shards: int = 5  # shards of the hardest training non-lenses (by mined_by), seen again
-    mined_by: str = "lenslib-finder-v12"  # the finder whose scores pick the mined negatives
+    mined_by: str = "lenslib-finder-v19"  # the finder whose scores pick the mined negatives
     score_transforms: int = 8  # the teacher's and miner's scores: means over this many flips and turns
-    wide_lens_shards: int = 18  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
+    wide_lens_shards: int = 9  # shards of the sky's mix whose lenses are as wide as wide_theta_e_range
     wide_theta_e_range: tuple = (1.5, 2.5)  # arcsec
     max_kind_flag_rate: float | None = 0.05  # the operating point 0.5 is set to (None: as trained)
     calibration_parents: int = 20_000  # images the operating point is set on (0: the validation set)

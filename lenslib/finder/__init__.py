@@ -1,13 +1,15 @@
-"""The lenslib finder: a compact residual network trained at scale on the simulated sky and
-shipped inside the package (``lenslib.load_model("lenslib-finder-v14")``).
+"""The lenslib finder: a compact network trained at scale on the simulated sky and
+shipped inside the package (``lenslib.load_model("lenslib-finder-v21")``).
 
-- :mod:`~lenslib.finder.architecture`: the network (:func:`build_finder`);
+- :mod:`~lenslib.finder.architecture`: the network (:func:`build_finder`), a compact residual
+  network or the same layout in p4m group convolutions (:mod:`~lenslib.finder.equivariant`);
 - :mod:`~lenslib.finder.shards`: the training set, simulated in shards and streamed;
 - :mod:`~lenslib.finder.training`: :func:`train_finder`, with checkpoints and resume;
 - :mod:`~lenslib.finder.card`: model cards;
 - :mod:`~lenslib.finder.references`: the finders a recipe starts from, mines with or distils
   from (shipped names or ``.keras`` files), checked and pinned by content;
-- :mod:`~lenslib.finder.shipped`: the finders installed with the package.
+- :mod:`~lenslib.finder.shipped`: the finders installed with the package (:func:`ship_finder`
+  adds one).
 """
 
 from __future__ import annotations

@@ -89,10 +89,12 @@ def describe_start(name: str) -> dict | None:
 
 
 def shipped_digests() -> dict[str, str]:
-    """The sha256 of each shipped finder's weights file, to its name."""
-    from .shipped import shipped_path
+    """The sha256 of each shipped finder's weights file, to its name (those installed: a finder
+    listed in ``SHIPPED_FINDERS`` before its file is copied in is skipped)."""
+    from .shipped import _weights_dir
 
-    return {_digest(shipped_path(name)): name for name in SHIPPED_FINDERS}
+    files = {name: _weights_dir() / f"{name}.keras" for name in SHIPPED_FINDERS}
+    return {_digest(path): name for name, path in files.items() if path.is_file()}
 
 
 def as_shipped(card: dict, *, shipped: dict[str, str] | None = None) -> dict:

@@ -122,7 +122,10 @@ class FinderRecipe:
     ``flag_rate_confidence`` the one-sided confidence that the share holds on new images of the
     sky (None: the share as counted there); the finder's default operating point, chosen on
     held-out images, not left to the training mix; rankings are unchanged.  None leaves the
-    scores as trained.
+    scores as trained.  ``architecture``: the network (:func:`lenslib.finder.build_finder`), the
+    compact residual network (``"residual"``, v1-v14) or its layout in p4m group convolutions
+    (``"p4m"``, v18 on: the same score for a cutout's eight flips and quarter turns), with
+    ``widths`` feature maps per stage (multiples of 8 for p4m).
     """
 
     name: str = "lenslib-finder-v21"

@@ -85,3 +85,13 @@ def test_bad_p4m_shapes_are_refused_naming_the_value():
     with pytest.raises(ValueError, match="FinderRecipe.widths.*multiples of 8"):
         FinderRecipe(architecture="p4m", widths=(16, 20))
     assert FinderRecipe(architecture="p4m").architecture == "p4m"
+
+
+def test_a_scratch_finder_row_is_the_shipped_finders_network():
+    """Table 5-1's scratch row must differ from the pretrained rows by the pretraining alone."""
+    from lenslib.finder import DEFAULT_FINDER
+    from lenslib.finder.architecture import finder_layout
+    from lenslib.models import build_model, load_model
+
+    scratch = build_model("finder", regime="scratch", weights=None).get_layer("finder_trunk")
+    assert finder_layout(scratch) == finder_layout(load_model(DEFAULT_FINDER))

@@ -40,8 +40,6 @@ def _residual_block(x, filters: int, *, name: str, seeds: Seeds):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-
-
 def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: int = 0,
                  name: str = "lenslib_finder", architecture: str = "residual"):
     """The finder (``architecture="residual"``; ``"p4m"``: :func:`build_p4m_finder`)::
@@ -157,15 +155,19 @@ def build_finder_model(input_shape=(100, 100, 1), *, regime: str = "frozen", wei
     ``weights``: a shipped finder's name or a ``.keras`` file of a finder, whose trunk weights
     are copied in (lens-domain pretraining, the offline stand-in for ImageNet), or None (random).
     ``regime``: ``frozen`` (only the head trains: the frozen fast path applies), ``finetune``
-    (everything trains) or ``scratch`` (random weights, everything trains).
+    (everything trains) or ``scratch`` (random weights, everything trains).  With no weights the
+    trunk is the shipped finders' network (``FinderRecipe``'s default architecture and widths), so
+    that a scratch row differs from the pretrained rows by the pretraining alone.
     """
+    from ..config import FinderRecipe
+
     keras = lazy_keras()
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} (got {regime!r})")
     if regime == "scratch" and weights is not None:
         raise ValueError(f"regime='scratch' starts from random weights: weights must be None "
                          f"(got {weights!r})")
-    layout = {}
+    layout = {"architecture": FinderRecipe.architecture, "widths": FinderRecipe.widths}
     if weights is not None:
         pretrained = load_model(weights)
         layout = finder_layout(pretrained)

@@ -579,6 +579,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     import lenslib
     from lenslib.config import config_hash
     from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
+    from lenslib.finder.references import FINDER_FIELDS
 
     path = shipped_path(DEFAULT_FINDER)
     assert path.stat().st_size <= 20 * 2**20
@@ -601,7 +602,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
         by_seed[seed] = max(by_seed.get(seed, 0), ancestor["distinct_images"])
         start = ancestor.get("initial_finder") or {}
         assert "file" not in start, "a shipped finder must descend from shipped finders, not a local file"
-        for field in ("initial_finder", "mined_by", "teacher"):
+        for field in FINDER_FIELDS:
             named = ancestor["recipe"].get(field)
             assert not named or named in SHIPPED_FINDERS, f"{ancestor['name']}'s {field} is not shipped"
         ancestor = shipped_card(start["name"]) if start else None

@@ -19,29 +19,23 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from ..models.io import dihedral
+
 #: The order of the group p4m: four quarter turns, each with and without a left-right flip.
 ORDER = 8
-
-
-def act(a: np.ndarray, element: int, axes=(0, 1)) -> np.ndarray:
-    """Group element ``element`` = 4 m + r acting on ``a``'s two spatial ``axes``: ``r`` quarter
-    turns (``numpy.rot90``), then a flip of the second axis when ``m`` is 1 (the same order as
-    :func:`lenslib.models.dihedral`)."""
-    flips, turns = divmod(element, 4)
-    a = np.rot90(a, turns, axes=axes)
-    return np.flip(a, axis=axes[1]) if flips else a
 
 
 def _group_tables() -> tuple[np.ndarray, np.ndarray]:
     """p4m's composition table (``compose[a, b]``: ``a`` after ``b``) and inverses, found by acting
     on an asymmetric test array."""
     probe = np.random.default_rng(0).normal(size=(5, 5))
-    acted = [act(probe, e) for e in range(ORDER)]
+    acted = [dihedral(probe, e, axes=(0, 1)) for e in range(ORDER)]
 
     def index(a):
         return next(i for i, b in enumerate(acted) if np.allclose(a, b))
 
-    compose = np.array([[index(act(act(probe, b), a)) for b in range(ORDER)] for a in range(ORDER)])
+    compose = np.array([[index(dihedral(dihedral(probe, b, axes=(0, 1)), a, axes=(0, 1)))
+                         for b in range(ORDER)] for a in range(ORDER)])
     inverse = np.array([next(b for b in range(ORDER) if compose[a, b] == 0) for a in range(ORDER)])
     return compose, inverse
 
@@ -55,7 +49,7 @@ def kernel_index(size: int, in_channels: int, filters: int, *, lifting: bool) ->
     for a group convolution, permutes the input orientations by ``g^-1``)."""
     shape = (size, size, in_channels) + (() if lifting else (ORDER,)) + (filters,)
     ids = np.arange(int(np.prod(shape))).reshape(shape)
-    full = [act(ids if lifting else np.take(ids, COMPOSE[INVERSE[g]], axis=3), g)
+    full = [dihedral(ids if lifting else np.take(ids, COMPOSE[INVERSE[g]], axis=3), g, axes=(0, 1))
             .reshape(size, size, -1, filters) for g in range(ORDER)]
     return np.stack(full, axis=-1).reshape(size, size, -1, filters * ORDER)
 

@@ -127,11 +127,12 @@ def check_transforms(transforms) -> int:
     return int(transforms)
 
 
-def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+def dihedral(x: np.ndarray, k: int, axes: tuple[int, int] = (1, 2)) -> np.ndarray:
     """Transform ``k`` (0-7) of the eight flips and quarter turns of images ``x`` (N, H, W):
-    ``k % 4`` quarter turns, then a left-right flip when ``k >= 4``; 0 is the identity."""
-    out = np.rot90(x, k % 4, axes=(1, 2))
-    return np.ascontiguousarray(out[:, :, ::-1] if k >= 4 else out)
+    ``k % 4`` quarter turns, then a left-right flip when ``k >= 4``; 0 is the identity.
+    ``axes``: the two spatial axes (another array's, such as a convolution kernel's (0, 1))."""
+    out = np.rot90(x, k % 4, axes=axes)
+    return np.ascontiguousarray(np.flip(out, axis=axes[1]) if k >= 4 else out)
 
 
 def predict(model, cutouts, *, batch_size: int = 128, transforms: int = 1) -> np.ndarray:

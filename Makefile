@@ -65,19 +65,20 @@ bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # --- the shipped finder -------------------------------------------------------------------------
-# Train the newest finder on the full recipe (lenslib-finder-v21, FinderRecipe's defaults: the
-# p4m network of lenslib-finder-v19 trained on for 8 more epochs at Adam 3e-4 over 40,000 new
-# simulated images of the default sky (seed 2051: 18,000 of its own mix, 5,000 with more
-# look-alikes, 8,000 whose non-lenses are all companions and 9,000 whose lenses all have Einstein
-# radii of 1.5-2.5", in shards of 1,000 under data/finder) plus the 5,000 of those training
-# non-lenses v19 scores highest, seen again every epoch (hard-negative mining); then its output is
-# shifted so that 0.5 flags at most 5% of each non-lens kind, with 95% confidence, of a
-# 20,000-image calibration sky; resumable: run it again after an interruption), benchmark it on
-# 20,000 unseen cutouts and the shifted skies (the figures go into its model card), and ship both
-# into the package (lenslib.finder.shipped.ship_finder; add the name to SHIPPED_FINDERS).  v21 ran
-# here on 2 CPU cores (33 minutes, a benchmark sharing the cores for 15 of them); v18 (from random
-# weights) and v19 ran on a lent GPU under JAX (bench/README.md).
-FINDER      ?= lenslib-finder-v21
+# Train the newest finder on the full recipe (lenslib-finder-v22, FinderRecipe's defaults: the
+# shipped p4m finder lenslib-finder-v21 and residual finder lenslib-finder-v14 side by side, their
+# logits summed, fine-tuned together for 2 epochs at Adam 1e-4 over v21's 40,000 training images
+# (seed 2051: 18,000 of the sky's own mix, 5,000 with more look-alikes, 8,000 whose non-lenses are
+# all companions and 9,000 whose lenses all have Einstein radii of 1.5-2.5", in shards of 1,000
+# under data/finder) plus the 5,000 of those training non-lenses lenslib-finder-v19 scores highest,
+# seen again every epoch (hard-negative mining); then its output is shifted so that 0.5 flags at
+# most 5% of each non-lens kind, with 95% confidence, of a 20,000-image calibration sky;
+# resumable: run it again after an interruption), benchmark it on 20,000 unseen cutouts and the
+# shifted skies (the figures go into its model card), and ship both into the package
+# (lenslib.finder.shipped.ship_finder; add the name to SHIPPED_FINDERS).  On 2 CPU cores v22's
+# training took about 5 minutes; simulating the shards the first time about 20 and mining about 4
+# (bench/README.md).  Its branches' own lineages ran here and on lent GPUs (their cards).
+FINDER      ?= lenslib-finder-v22
 FINDER_RUN  ?= $(LENSLIB_RESULTS_DIR)/finder/$(FINDER)
 finder: $(STAMP)
 	$(BIN)/lenslib train-finder --profile full --run-dir $(FINDER_RUN)

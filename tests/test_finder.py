@@ -380,12 +380,12 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
     from lenslib.models import load_model
 
     recipe, data_dir, _ = smoke_shards
-    initial = DEFAULT_FINDER  # of the recipe's architecture (p4m)
+    initial = DEFAULT_FINDER  # of the recipe's architecture (two branches)
     # A learning rate near zero: one epoch leaves the shipped weights (all but the batch-norm
     # statistics) where they were, so the run scores like the shipped finder, not like one epoch
     # (and no operating point, which would shift the output's biases).
     warm = dataclasses.replace(recipe, epochs=1, learning_rate=1e-12, initial_finder=initial,
-                               max_kind_flag_rate=None)
+                               initial_branches=(), max_kind_flag_rate=None)
     run = train_finder(warm, tmp_path / "warm", data_dir=data_dir, workers=1, verbose=0)
     shipped = load_model(initial)
     for a, b, w in zip(shipped.get_weights(), run.model.get_weights(), shipped.weights):
@@ -406,6 +406,35 @@ def test_a_warm_started_finder_begins_from_the_shipped_weights(smoke_shards, tmp
         train_finder(dataclasses.replace(warm, initial_finder="lenslib-finder-v0"), tmp_path / "none",
                      data_dir=data_dir, workers=1, verbose=0)
     assert DEFAULT_FINDER in SHIPPED_FINDERS
+
+
+def test_a_two_branch_finder_starts_from_a_p4m_finder_and_a_residual_finder_joined(smoke_shards, tmp_path):
+    from lenslib.errors import InputError
+    from lenslib.finder import train_finder
+    from lenslib.finder.architecture import join_finders
+    from lenslib.finder.card import card_facts
+
+    recipe, data_dir, _ = smoke_shards
+    branches = ("lenslib-finder-v21", "lenslib-finder-v14")  # a p4m finder and a residual one
+    warm = dataclasses.replace(recipe, epochs=1, learning_rate=1e-12, architecture="p4m+residual",
+                               initial_finder="", initial_branches=branches, max_kind_flag_rate=None)
+    run = train_finder(warm, tmp_path / "joined", data_dir=data_dir, workers=1, verbose=0)
+    joined = join_finders(*branches)
+    for a, b, w in zip(joined.get_weights(), run.model.get_weights(), joined.weights):
+        if "moving" not in w.path:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    card = json.loads(run.card_path.read_text())
+    assert [start["name"] for start in card["initial_branches"]] == list(branches)
+    assert card["initial_finder"] is None and "p4m group convolutions and a residual" in card["architecture"]
+    started = dict(card_facts(card).iterrows())["started from"]
+    assert started.startswith("lenslib-finder-v21") and "lenslib-finder-v14" in started
+    assert "summed" in started
+    with pytest.raises(ValueError, match="p4m_finder must be a p4m finder"):
+        train_finder(dataclasses.replace(warm, initial_branches=branches[::-1]), tmp_path / "swapped",
+                     data_dir=data_dir, workers=1, verbose=0)
+    with pytest.raises(InputError, match="FinderRecipe.initial_branches: no finder called"):
+        train_finder(dataclasses.replace(warm, initial_branches=(branches[0], "lenslib-finder-v0")),
+                     tmp_path / "none", data_dir=data_dir, workers=1, verbose=0)
 
 
 def test_a_recipe_continues_and_mines_with_a_finder_trained_here_by_its_file(smoke_shards, tmp_path):
@@ -579,7 +608,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     import lenslib
     from lenslib.config import config_hash
     from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
-    from lenslib.finder.references import FINDER_FIELDS
+    from lenslib.finder.references import BRANCHES_FIELD, FINDER_FIELDS
 
     path = shipped_path(DEFAULT_FINDER)
     assert path.stat().st_size <= 20 * 2**20
@@ -591,21 +620,25 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     # trained are absent from its card and must default to what it did without them.
     defaults, later = config_to_dict(recipe), {"teacher": "", "teacher_weight": 0.0, "mined_shards": 0,
                                                "mined_by": "", "score_transforms": 8,
-                                               "architecture": "residual"}
+                                               "architecture": "residual", "initial_branches": []}
     assert {**{k: v for k, v in later.items() if k not in card["recipe"]}, **card["recipe"]} == defaults
     # At least 100,000 distinct parents behind its weights: its own run's and (a finder that
     # continued another's training) those of the finders it descends from, all shipped.  Runs of
     # one recipe seed share their shards (counted once); other seeds' shards are other images.
-    by_seed, ancestor = {}, card
-    while ancestor:
+    # A two-branch finder descends from two finders (initial_branches), each with its own lineage.
+    by_seed, ancestors = {}, [card]
+    while ancestors:
+        ancestor = ancestors.pop()
         seed = ancestor["recipe"]["seed"]
         by_seed[seed] = max(by_seed.get(seed, 0), ancestor["distinct_images"])
-        start = ancestor.get("initial_finder") or {}
-        assert "file" not in start, "a shipped finder must descend from shipped finders, not a local file"
-        for field in FINDER_FIELDS:
-            named = ancestor["recipe"].get(field)
-            assert not named or named in SHIPPED_FINDERS, f"{ancestor['name']}'s {field} is not shipped"
-        ancestor = shipped_card(start["name"]) if start else None
+        starts = [ancestor.get("initial_finder") or {}, *ancestor.get("initial_branches", [])]
+        assert not any("file" in start for start in starts), \
+            "a shipped finder must descend from shipped finders, not a local file"
+        for field in (*FINDER_FIELDS, BRANCHES_FIELD):
+            named = ancestor["recipe"].get(field) or []
+            named = [named] if isinstance(named, str) else named
+            assert all(n in SHIPPED_FINDERS for n in named), f"{ancestor['name']}'s {field} is not shipped"
+        ancestors += [shipped_card(start["name"]) for start in starts if start]
     assert sum(by_seed.values()) >= 100_000
     # Trained on the sky this version simulates: a changed default sky or simulator fails here
     # until the finder is retrained (make finder).

@@ -38,6 +38,28 @@ def test_a_card_naming_a_shipped_finder_by_file_names_it_by_name(tmp_path):
     assert card["recipe"]["initial_finder"] == str(copy)  # the card given is left as it was
 
 
+def test_a_two_branch_card_names_each_branch_file_by_its_shipped_name(tmp_path):
+    from lenslib.finder import shipped_path
+    from lenslib.finder.references import as_shipped, describe_start
+
+    p4m, residual = "lenslib-finder-v21", "lenslib-finder-v14"
+    copy = tmp_path / "p4m.keras"
+    shutil.copyfile(shipped_path(p4m), copy)
+    shutil.copyfile(shipped_path(p4m).with_suffix(".json"), copy.with_suffix(".json"))
+    card = _run_card(tmp_path, "joined", initial_branches=[str(copy), residual])
+    card["initial_branches"] = [describe_start(str(copy), field="initial_branches"), describe_start(residual)]
+    copy.unlink()  # the digest recorded when the run began still tells which finder it was
+    shipped = as_shipped(card)
+    assert shipped["recipe"]["initial_branches"] == [p4m, residual]
+    assert [start["name"] for start in shipped["initial_branches"]] == [p4m, residual]
+    assert shipped["initial_branches"][0]["trained_from_file"] == str(copy.resolve())
+    assert "file" not in shipped["initial_branches"][0]
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"not a shipped finder")
+    with pytest.raises(InputError, match="FinderRecipe.initial_branches.*no shipped finder"):
+        as_shipped(_run_card(tmp_path, "new", initial_branches=[str(other), residual]))
+
+
 def test_a_finder_descending_from_an_unshipped_file_is_refused_naming_the_field(tmp_path):
     from lenslib.finder.references import as_shipped
 

@@ -74,7 +74,7 @@ def _profiles() -> dict[str, Profile]:
                                              hard_negative_shards=1, extra_negative_shards=1,
                                              wide_lens_shards=1, mined_shards=1,
                                              mined_by="lenslib-finder-v7", initial_finder="",
-                                             calibration_parents=80),
+                                             initial_branches=(), calibration_parents=80),
                          finder_test_images=200,
                          mosaic_size=800, mosaic_lenses=3),
         # The default book build on 2 CPU cores: frozen backbones at 100x100 (the fast path), on
@@ -88,7 +88,8 @@ def _profiles() -> dict[str, Profile]:
                                              validation_parents=2_000, epochs=4, learning_rate=2e-3,
                                              hard_negative_shards=1, extra_negative_shards=0,
                                              wide_lens_shards=1, mined_shards=0, mined_by="",
-                                             initial_finder="", calibration_parents=0),
+                                             initial_finder="", initial_branches=(),
+                                             calibration_parents=0),
                          finder_test_images=1_500,
                          # CMU DeepLens end to end took as long as every other row together on 2
                          # cores and stayed near chance after the few epochs a CPU build gives it.

@@ -17,8 +17,9 @@ OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam", "nadam")
 ADAPTER_NAMES = ("resize", "deconv")
 
 #: The lenslib finder's networks (:func:`lenslib.finder.build_finder`): the compact residual
-#: network, or the same layout in p4m group convolutions (:mod:`lenslib.finder.equivariant`).
-FINDER_ARCHITECTURES = ("residual", "p4m")
+#: network, the same layout in p4m group convolutions (:mod:`lenslib.finder.equivariant`), or
+#: both side by side, their logits summed.
+FINDER_ARCHITECTURES = ("residual", "p4m", "p4m+residual")
 
 
 @dataclass(frozen=True)
@@ -125,26 +126,30 @@ class FinderRecipe:
     scores as trained.  ``architecture``: the network (:func:`lenslib.finder.build_finder`), the
     compact residual network (``"residual"``, v1-v14) or its layout in p4m group convolutions
     (``"p4m"``, v18 on: the same score for a cutout's eight flips and quarter turns), with
-    ``widths`` feature maps per stage (multiples of 8 for p4m).
+    ``widths`` feature maps per stage (multiples of 8 for p4m), or both side by side
+    (``"p4m+residual"``, v22 on: their logits summed), which ``initial_branches``, a p4m finder
+    and a residual finder (shipped names or ``.keras`` files), can start from instead of
+    ``initial_finder`` (:func:`lenslib.finder.architecture.join_finders`).
     """
 
-    name: str = "lenslib-finder-v21"
+    name: str = "lenslib-finder-v22"
     train_parents: int = 18_000
     shard_parents: int = 1_000
     validation_parents: int = 4_000
-    epochs: int = 8
+    epochs: int = 2
     batch_size: int = 128
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
     max_shift: int = 4  # pixels
     twin_neighbour_fraction: float = 0.25
     widths: tuple = (16, 32, 64, 128)  # stem, then one residual block per stage
-    architecture: str = "p4m"  # or "residual" (v1-v14): p4m is invariant to flips and quarter turns
+    architecture: str = "p4m+residual"  # "p4m" (v18-v21, invariant to flips and turns), "residual" (v1-v14)
     seed: int = 2051
     hard_negative_shards: int = 5
     hard_negative_kinds: tuple = HARD_NEGATIVE_KINDS
     extra_negative_shards: int = 8
     extra_negative_kinds: tuple = (("companion", 1.0),)
-    initial_finder: str = "lenslib-finder-v19"  # "" trains from random weights
+    initial_finder: str = ""  # "" trains from random weights (or from initial_branches)
+    initial_branches: tuple = ("lenslib-finder-v21", "lenslib-finder-v14")  # (p4m, residual), joined
     teacher: str = ""  # a finder whose scores are soft targets ("" for the labels alone)
     teacher_weight: float = 0.0  # the teacher's share of each target (0 with no teacher)
     mined_shards: int = 5  # shards of the hardest training non-lenses (by mined_by), seen again
@@ -177,7 +182,7 @@ class FinderRecipe:
             fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
         if self.architecture not in FINDER_ARCHITECTURES:
             fail(o, "architecture", f"one of {FINDER_ARCHITECTURES}", self.architecture)
-        if self.architecture == "p4m" and any(w % 8 for w in self.widths):
+        if "p4m" in self.architecture and any(w % 8 for w in self.widths):
             fail(o, "widths", "multiples of 8 for the p4m architecture (8 orientations of each "
                  "feature map)", self.widths)
         check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
@@ -188,6 +193,15 @@ class FinderRecipe:
         if not _finder_name(self.initial_finder):
             fail(o, "initial_finder", "a shipped finder's name or .keras file, or '' for random weights",
                  self.initial_finder)
+        if self.initial_branches != ():
+            if not (isinstance(self.initial_branches, tuple) and len(self.initial_branches) == 2
+                    and all(b and _finder_name(b) for b in self.initial_branches)):
+                fail(o, "initial_branches", "() or a pair (p4m finder, residual finder), each a shipped "
+                     "finder's name or .keras file", self.initial_branches)
+            if self.architecture != "p4m+residual":
+                fail(o, "initial_branches", "() unless architecture is 'p4m+residual'", self.initial_branches)
+            if self.initial_finder:
+                fail(o, "initial_finder", "'' when initial_branches start the finder", self.initial_finder)
         if not _finder_name(self.teacher):
             fail(o, "teacher", "a shipped finder's name or .keras file, or '' for no teacher", self.teacher)
         if self.teacher:

@@ -1,5 +1,5 @@
 """The lenslib finder: a compact network trained at scale on the simulated sky and
-shipped inside the package (``lenslib.load_model("lenslib-finder-v21")``).
+shipped inside the package (``lenslib.load_model("lenslib-finder-v22")``).
 
 - :mod:`~lenslib.finder.architecture`: the network (:func:`build_finder`), a compact residual
   network or the same layout in p4m group convolutions (:mod:`~lenslib.finder.equivariant`);

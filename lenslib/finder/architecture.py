@@ -8,10 +8,15 @@ training speed; XLA (``jit_compile``) was slower on this CPU and is not used.
 
 A second architecture, ``"p4m"``, has the same layout and feature maps built from p4m group
 convolutions (:mod:`lenslib.finder.equivariant`): its score is exactly the same for a cutout's
-eight flips and quarter turns, with 8x fewer weights.
+eight flips and quarter turns, with 8x fewer weights.  The third, ``"p4m+residual"``, runs both
+side by side on every cutout (:func:`build_two_branch_finder`): the two make different mistakes,
+so their summed logits rank lenses better than either (:func:`join_finders` builds one from a
+trained finder of each kind).
 """
 
 from __future__ import annotations
+
+import os
 
 from ..config.recipes import FINDER_ARCHITECTURES as ARCHITECTURES
 from ..models.common import REGIMES, Seeds, freeze, lazy_keras, require_side, transfer_head
@@ -54,6 +59,8 @@ def build_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: i
         raise ValueError(f"architecture must be one of {ARCHITECTURES} (got {architecture!r})")
     if architecture == "p4m":
         return build_p4m_finder(input_shape, widths=widths, seed=seed, name=name)
+    if architecture == TWO_BRANCHES:
+        return build_two_branch_finder(input_shape, widths=widths, seed=seed, name=name)
     keras = lazy_keras()
     layers = keras.layers
     input_shape = require_side("the finder", input_shape, _finder_output_side, "a strided stem")
@@ -135,11 +142,84 @@ def build_p4m_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), see
     return keras.Model(inputs, outputs, name=name)
 
 
+#: The two-branch architecture's name, and its branches in the order their features are joined.
+TWO_BRANCHES = "p4m+residual"
+BRANCHES = ("p4m", "residual")
+
+
+def _branch(input_shape, architecture: str, *, widths, seed: int):
+    """One finder network up to its pooled features, as a named sub-model (``"p4m_branch"``)."""
+    keras = lazy_keras()
+    finder = build_finder(input_shape, widths=widths, seed=seed, architecture=architecture)
+    return keras.Model(finder.input, finder.get_layer("pool").output, name=f"{architecture}_branch")
+
+
+def build_two_branch_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), seed: int = 0,
+                            name: str = "lenslib_finder"):
+    """The p4m finder and the residual finder side by side on the same cutout::
+
+        input 100x100x1 -> p4m branch (build_p4m_finder up to its 32 pooled features)
+                        -> residual branch (build_finder up to its 128 pooled features)
+        -> concatenated (160) -> softmax 2
+
+    The softmax over the joined features makes the lens logit the sum of one logit from each
+    branch: an ensemble of two networks with different inductive biases (one exactly invariant
+    to flips and quarter turns, one not), trained or fine-tuned as one model.  ``widths``: both
+    branches' (multiples of 8, for the p4m branch).
+    """
+    keras = lazy_keras()
+    layers = keras.layers
+    seeds = Seeds(seed)
+    inputs = keras.Input(tuple(input_shape), name="cutout")
+    features = [_branch(input_shape, architecture, widths=widths, seed=seeds())(inputs)
+                for architecture in BRANCHES]
+    x = layers.Concatenate(name="pool")(features)
+    outputs = layers.Dense(2, activation="softmax", kernel_initializer=seeds.glorot(), name="softmax")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def join_finders(p4m_finder, residual_finder, *, name: str = "lenslib_finder"):
+    """A two-branch finder (:func:`build_two_branch_finder`) whose branches are two trained
+    finders, one of each architecture (models, shipped names or ``.keras`` files), with the same
+    input and widths: its lens logit is exactly the sum of theirs (each one's softmax kernel
+    stacked, their biases added).  Set its operating point again before use: the sum moves it."""
+    import numpy as np
+
+    finders = [load_model(f) if isinstance(f, (str, os.PathLike)) else f
+               for f in (p4m_finder, residual_finder)]
+    layouts = [finder_layout(f) for f in finders]
+    for argument, finder, layout, architecture in zip(("p4m_finder", "residual_finder"), finders, layouts,
+                                                       BRANCHES):
+        if layout["architecture"] != architecture:
+            raise ValueError(f"join_finders: {argument} must be a {architecture} finder "
+                             f"(got a {layout['architecture']} finder, {finder.name})")
+    if layouts[0]["widths"] != layouts[1]["widths"] or finders[0].input_shape != finders[1].input_shape:
+        raise ValueError(f"join_finders: the two finders must share their input and widths (got "
+                         f"{finders[0].input_shape[1:]} and {layouts[0]['widths']} for the p4m finder, "
+                         f"{finders[1].input_shape[1:]} and {layouts[1]['widths']} for the residual one)")
+    joined = build_two_branch_finder(tuple(finders[0].input_shape[1:]), widths=layouts[0]["widths"],
+                                     name=name)
+    kernels, biases = [], []
+    for finder, architecture in zip(finders, BRANCHES):
+        trunk = [layer for layer in finder.layers if layer.name != "softmax"]
+        weights = [w for layer in trunk for w in layer.get_weights()]
+        joined.get_layer(f"{architecture}_branch").set_weights(weights)
+        kernel, bias = finder.get_layer("softmax").get_weights()
+        kernels.append(kernel)
+        biases.append(bias)
+    joined.get_layer("softmax").set_weights([np.concatenate(kernels), np.sum(biases, axis=0)])
+    return joined
+
+
 def finder_layout(model) -> dict:
     """The :func:`build_finder` arguments that rebuild ``model``'s network (a lenslib finder):
     ``{"architecture": ..., "widths": ...}``, read from its layers."""
     from .equivariant import ORDER, GroupConv2D
 
+    names = {layer.name for layer in model.layers}
+    if {f"{architecture}_branch" for architecture in BRANCHES} <= names:
+        widths = finder_layout(model.get_layer("p4m_branch"))["widths"]
+        return {"architecture": TWO_BRANCHES, "widths": widths}
     stem = model.get_layer("stem_conv")
     p4m = isinstance(stem, GroupConv2D)
     convs = [stem] + [layer for layer in model.layers if layer.name.endswith("_conv1")]

@@ -32,7 +32,9 @@ CARD_FORMAT = "lenslib-model-card"
 #: How a card names each of ``FinderRecipe.architecture``'s networks.
 ARCHITECTURE_NAMES = {"residual": "residual network",
                       "p4m": ("residual network of p4m group convolutions (invariant to flips and "
-                              "quarter turns)")}
+                              "quarter turns)"),
+                      "p4m+residual": ("two branches side by side, a residual network of p4m group "
+                                       "convolutions and a residual network, their lens logits summed")}
 
 
 def code_commit() -> str:
@@ -129,6 +131,7 @@ def model_card(recipe: FinderRecipe, sky: SimulationConfig, state: dict, *, n_im
         # Pinned when the run began (a file's path and digest then); older runs' states lack it.
         "initial_finder": state["initial_finder"] if "initial_finder" in state else describe_start(
             recipe.initial_finder),
+        "initial_branches": state.get("initial_branches") or [],
         "operating_point": operating_point,
     }
 
@@ -180,9 +183,7 @@ def card_facts(card: dict):
         ("wide-lens shards", "none" if not recipe.get("wide_lens_shards") else
          f"{recipe['wide_lens_shards']} of {parents} images, lenses with Einstein radii "
          f"{recipe['wide_theta_e_range'][0]:g}-{recipe['wide_theta_e_range'][1]:g} arcsec"),
-        ("started from", "random weights" if not start else
-         f"{start['name']}{_start_file(start)} ({start['images_seen']:,} images seen, "
-         f"{start['wall_time_s'] / 60:.0f} min)"),
+        ("started from", _start_fact(start, card.get("initial_branches"))),
         ("teacher (distillation)", "none: the labels alone" if not teacher else
          f"{teacher}, its score the mean over {recipe['score_transforms']} flips and turns; "
          f"targets {1 - recipe['teacher_weight']:g} label + {recipe['teacher_weight']:g} teacher"),
@@ -199,6 +200,17 @@ def card_facts(card: dict):
         ("trained", card["trained_at"]),
     ]
     return Table(rows=rows, names=("field", "value"), dtype=(str, str))
+
+
+def _start_fact(start: dict | None, branches: list[dict] | None) -> str:
+    """Where a card's finder started: random weights, a finder, or two finders joined."""
+    def one(start: dict) -> str:
+        return (f"{start['name']}{_start_file(start)} ({start['images_seen']:,} images seen, "
+                f"{start['wall_time_s'] / 60:.0f} min)")
+
+    if branches:
+        return f"{' and '.join(map(one, branches))}, side by side, their logits summed"
+    return one(start) if start else "random weights"
 
 
 def _start_file(start: dict) -> str:

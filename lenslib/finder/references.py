@@ -1,10 +1,11 @@
-"""The finders a recipe names: where it starts (``initial_finder``), who picks its mined negatives
-(``mined_by``) and who teaches it (``teacher``).
+"""The finders a recipe names: where it starts (``initial_finder``, or the two finders of
+``initial_branches`` joined), who picks its mined negatives (``mined_by``) and who teaches it
+(``teacher``).
 
-Each is a shipped finder's name or a ``.keras`` file that ``lenslib train-finder`` wrote (for
-``initial_finder``, with its model card beside it).  :func:`check_finder_references` checks all
-three before anything is simulated and pins each to its content (:func:`finder_tag`), so that a
-run resumed after the file was trained again is refused rather than silently changed.
+Each is a shipped finder's name or a ``.keras`` file that ``lenslib train-finder`` wrote (for a
+start, with its model card beside it).  :func:`check_finder_references` checks them all before
+anything is simulated and pins each to its content (:func:`finder_tag`), so that a run resumed
+after the file was trained again is refused rather than silently changed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .shipped import SHIPPED_FINDERS, is_shipped_name, means_shipped, shipped_ca
 
 #: The recipe fields that name a finder; only a warm start needs the card beside a file.
 FINDER_FIELDS = ("initial_finder", "mined_by", "teacher")
+#: The recipe field that names the two finders a two-branch finder starts from.
+BRANCHES_FIELD = "initial_branches"
 
 
 def _digest(path: Path) -> str:
@@ -43,26 +46,31 @@ def finder_tag(finder: str, *, field: str = "finder") -> str:
     return f"{path.stem}-{_digest(path)[:12]}"
 
 
-def initial_finder_card(name: str) -> dict:
-    """The model card of the finder a recipe starts from: shipped, or beside its ``.keras`` file."""
+def initial_finder_card(name: str, *, field: str = "initial_finder") -> dict:
+    """The model card of a finder a recipe starts from: shipped, or beside its ``.keras`` file."""
     if means_shipped(name):
         return shipped_card(name)
-    path = _checked_file("initial_finder", name)
+    path = _checked_file(field, name)
     from .card import read_card
 
     try:
         return read_card(path.with_suffix(".json"))
     except (OSError, ValueError) as err:
-        raise InputError(f"FinderRecipe.initial_finder: {err}") from err
+        raise InputError(f"FinderRecipe.{field}: {err}") from err
 
 
 def check_finder_references(recipe: FinderRecipe) -> dict[str, str]:
     """Check every finder ``recipe`` names (a clear error naming the field, before any work) and
-    return ``{field: finder_tag}`` for those it names."""
+    return ``{field: finder_tag}`` for those it names (the two branches' tags joined by '+')."""
     if recipe.initial_finder:
         initial_finder_card(recipe.initial_finder)
-    return {field: finder_tag(getattr(recipe, field), field=field) for field in FINDER_FIELDS
+    for branch in recipe.initial_branches:
+        initial_finder_card(branch, field=BRANCHES_FIELD)
+    tags = {field: finder_tag(getattr(recipe, field), field=field) for field in FINDER_FIELDS
             if getattr(recipe, field)}
+    if recipe.initial_branches:
+        tags[BRANCHES_FIELD] = "+".join(finder_tag(b, field=BRANCHES_FIELD) for b in recipe.initial_branches)
+    return tags
 
 
 def check_unchanged(pinned: dict[str, str], now: dict[str, str], run_dir) -> None:
@@ -74,14 +82,14 @@ def check_unchanged(pinned: dict[str, str], now: dict[str, str], run_dir) -> Non
                              "directory")
 
 
-def describe_start(name: str) -> dict | None:
+def describe_start(name: str, *, field: str = "initial_finder") -> dict | None:
     """What a warm-started finder began from, for its card: the finder's name and training and,
     for a file rather than a shipped finder, the file (absolute) and its sha256."""
     if not name:
         return None
-    card = initial_finder_card(name)
-    start = {key: card.get(key) for key in ("name", "code_commit", "distinct_images", "images_seen", "epochs",
-                                            "wall_time_s", "final_validation_auc")}
+    card = initial_finder_card(name, field=field)
+    start = {key: card.get(key) for key in ("name", "architecture", "code_commit", "distinct_images",
+                                            "images_seen", "epochs", "wall_time_s", "final_validation_auc")}
     if not means_shipped(name):
         start["file"] = str(Path(name).resolve())
         start["sha256"] = _digest(Path(name))
@@ -115,15 +123,35 @@ def as_shipped(card: dict, *, shipped: dict[str, str] | None = None) -> dict:
         if not value or is_shipped_name(value):
             continue
         recorded = start.get("sha256") if field == "initial_finder" else None
-        if recorded is None and not Path(value).is_file():
-            raise InputError(f"FinderRecipe.{field}: {value} is gone and the card records no sha256 for it; "
-                             "cannot tell which shipped finder it was")
-        digest = recorded or _digest(Path(value))
-        if digest not in shipped:
-            raise InputError(f"FinderRecipe.{field}: {value} (sha256 {digest[:12]}...) is no shipped finder; "
-                             "ship it first, or this card's lineage cannot be re-made from the package")
-        card["recipe"][field] = shipped[digest]
+        name = _shipped_name(field, value, recorded, shipped)
+        card["recipe"][field] = name
         if field == "initial_finder":
-            card["initial_finder"] = {**{k: v for k, v in start.items() if k != "file"},
-                                      "name": shipped[digest], "trained_from_file": start.get("file")}
+            card["initial_finder"] = _as_shipped_start(start, name)
+    branches = list(card["recipe"].get(BRANCHES_FIELD) or [])
+    starts = card[BRANCHES_FIELD] = list(card.get(BRANCHES_FIELD) or [{}] * len(branches))
+    for i, (value, start) in enumerate(zip(branches, starts)):
+        if not is_shipped_name(value):
+            branches[i] = _shipped_name(BRANCHES_FIELD, value, start.get("sha256"), shipped)
+            card[BRANCHES_FIELD][i] = _as_shipped_start(start, branches[i])
+    if branches:
+        card["recipe"][BRANCHES_FIELD] = branches
     return card
+
+
+def _shipped_name(field: str, value: str, recorded: str | None, shipped: dict[str, str]) -> str:
+    """The shipped finder whose content is the file ``value`` (by the sha256 ``recorded`` when
+    its run began, else the file's own)."""
+    if recorded is None and not Path(value).is_file():
+        raise InputError(f"FinderRecipe.{field}: {value} is gone and the card records no sha256 for it; "
+                         "cannot tell which shipped finder it was")
+    digest = recorded or _digest(Path(value))
+    if digest not in shipped:
+        raise InputError(f"FinderRecipe.{field}: {value} (sha256 {digest[:12]}...) is no shipped finder; "
+                         "ship it first, or this card's lineage cannot be re-made from the package")
+    return shipped[digest]
+
+
+def _as_shipped_start(start: dict, name: str) -> dict:
+    """A card's record of a start from a file, renamed to the shipped finder it is."""
+    return {**{k: v for k, v in start.items() if k != "file"}, "name": name,
+            "trained_from_file": start.get("file")}

@@ -1,6 +1,6 @@
 """Finders shipped inside the package, loaded offline by name.
 
-``lenslib.load_model("lenslib-finder-v21")`` loads the weights installed with the wheel
+``lenslib.load_model("lenslib-finder-v22")`` loads the weights installed with the wheel
 (``lenslib/finder/weights/<name>.keras``, beside its model card ``<name>.json``); nothing is
 downloaded.  ``lenslib scan`` and ``lenslib predict`` use :data:`DEFAULT_FINDER` when no
 ``--model`` is given.
@@ -17,7 +17,8 @@ from ..errors import InputError
 SHIPPED_FINDERS = ("lenslib-finder-v1", "lenslib-finder-v2", "lenslib-finder-v3", "lenslib-finder-v4",
                    "lenslib-finder-v5", "lenslib-finder-v6", "lenslib-finder-v7", "lenslib-finder-v9",
                    "lenslib-finder-v10", "lenslib-finder-v11", "lenslib-finder-v12",
-                   "lenslib-finder-v14", "lenslib-finder-v18", "lenslib-finder-v19", "lenslib-finder-v21")
+                   "lenslib-finder-v14", "lenslib-finder-v18", "lenslib-finder-v19", "lenslib-finder-v21",
+                   "lenslib-finder-v22")
 DEFAULT_FINDER = SHIPPED_FINDERS[-1]
 
 

@@ -86,15 +86,22 @@ def _write_log(path: Path, history: list[dict]) -> None:
         writer.writerows({k: row.get(k, "") for k in LOG_COLUMNS} for row in history)
 
 
-def _warm_start(model, name: str) -> None:
-    """Copy the weights of the finder ``name`` (a shipped finder's name, or a ``.keras`` file with
-    its model card beside it; checked by :func:`check_finder_references`) into ``model`` (the same
-    architecture)."""
+def _warm_start(model, recipe: FinderRecipe) -> None:
+    """Copy into ``model`` (the recipe's architecture) the weights of the finder the recipe starts
+    from: ``initial_finder`` (a shipped finder's name, or a ``.keras`` file with its model card
+    beside it; checked by :func:`check_finder_references`), or its two ``initial_branches``
+    joined (:func:`~lenslib.finder.architecture.join_finders`)."""
     from ..models import load_model
+    from .architecture import join_finders
 
-    initial = load_model(name)
+    if recipe.initial_branches:
+        field, name = "initial_branches", " and ".join(recipe.initial_branches)
+        initial = join_finders(*recipe.initial_branches)
+    else:
+        field, name = "initial_finder", recipe.initial_finder
+        initial = load_model(name)
     if [w.shape for w in initial.get_weights()] != [w.shape for w in model.get_weights()]:
-        raise ValueError(f"FinderRecipe.initial_finder: {name} has another architecture than the "
+        raise ValueError(f"FinderRecipe.{field}: {name} has another architecture than the "
                          "recipe's architecture and widths build; give the ones it was trained "
                          "with, or ''")
     model.set_weights(initial.get_weights())
@@ -300,11 +307,13 @@ def train_finder(recipe: FinderRecipe, run_dir: str | os.PathLike, *, data_dir: 
     if state is None:
         state = {"recipe": config_to_dict(recipe), "epochs_done": 0, "history": [], "seconds": 0.0,
                  "checkpoint": None, "code_commit": code_commit(), "finder_tags": finders,
-                 "initial_finder": describe_start(recipe.initial_finder)}
+                 "initial_finder": describe_start(recipe.initial_finder),
+                 "initial_branches": [describe_start(b, field="initial_branches")
+                                      for b in recipe.initial_branches]}
         model = build_finder((size, size, 1), widths=recipe.widths, seed=recipe.seed,
                              architecture=recipe.architecture)
-        if recipe.initial_finder:
-            _warm_start(model, recipe.initial_finder)
+        if recipe.initial_finder or recipe.initial_branches:
+            _warm_start(model, recipe)
         _compile(model, recipe, len(stream))
     else:
         model = _load_checkpoint(run_dir / state["checkpoint"])

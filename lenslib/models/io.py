@@ -78,7 +78,7 @@ def register_finder_layers() -> None:
 
 def load_model(path: str | os.PathLike):
     """Load a lens finder saved by lenslib (``.keras``), in Keras's safe mode (no code is run
-    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v21"``, see
+    from the file), or a finder shipped with lenslib by its name (``"lenslib-finder-v22"``, see
     :mod:`lenslib.finder.shipped`).  Checks that it maps ``(N, H, W, 1)`` cutouts to 2 classes."""
     import zipfile
 

@@ -84,7 +84,7 @@ def test_bad_p4m_shapes_are_refused_naming_the_value():
         FinderRecipe(architecture="vgg")
     with pytest.raises(ValueError, match="FinderRecipe.widths.*multiples of 8"):
         FinderRecipe(architecture="p4m", widths=(16, 20))
-    assert FinderRecipe(architecture="p4m").architecture == "p4m"
+    assert FinderRecipe(architecture="p4m", initial_branches=()).architecture == "p4m"
 
 
 def test_a_scratch_finder_row_is_the_shipped_finders_network():

@@ -431,7 +431,7 @@ def test_predict_averages_over_flips_and_quarter_turns_when_asked():
     # carries a residual branch beside its p4m one, so its views score apart again.
     invariant = np.array([lenslib.predict("lenslib-finder-v21", v) for v in views])
     np.testing.assert_allclose(invariant, np.broadcast_to(invariant[0], invariant.shape), atol=1e-5)
-    assert not np.allclose(*[lenslib.predict(DEFAULT_FINDER, v) for v in views[:2]])
+    assert not np.allclose(*[lenslib.predict(DEFAULT_FINDER, v) for v in views[:2]], rtol=0.05, atol=0)
     for bad in (0, 3, 16, "8", 2.0):
         with pytest.raises(InputError, match="transforms must be one of"):
             lenslib.predict(model, cutouts, transforms=bad)

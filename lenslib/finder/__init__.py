@@ -2,7 +2,8 @@
 shipped inside the package (``lenslib.load_model("lenslib-finder-v22")``).
 
 - :mod:`~lenslib.finder.architecture`: the network (:func:`build_finder`), a compact residual
-  network or the same layout in p4m group convolutions (:mod:`~lenslib.finder.equivariant`);
+  network, the same layout in p4m group convolutions (:mod:`~lenslib.finder.equivariant`), or
+  both side by side (:func:`join_finders` joins two trained ones);
 - :mod:`~lenslib.finder.shards`: the training set, simulated in shards and streamed;
 - :mod:`~lenslib.finder.training`: :func:`train_finder`, with checkpoints and resume;
 - :mod:`~lenslib.finder.card`: model cards;
@@ -19,7 +20,7 @@ import lazy_loader
 # Imported lazily: loading a shipped finder (lenslib predict, lenslib scan) or building the CLI's
 # parser must not import the simulator (lenstronomy), which training needs.
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "architecture": ["build_finder"],
+    "architecture": ["build_finder", "join_finders"],
     "card": ["model_card", "read_card"],
     "shipped": ["DEFAULT_FINDER", "SHIPPED_FINDERS", "shipped_card", "shipped_path"],
     "training": ["FinderRun", "train_finder"],

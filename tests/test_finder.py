@@ -608,7 +608,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     import lenslib
     from lenslib.config import config_hash
     from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
-    from lenslib.finder.references import BRANCHES_FIELD, FINDER_FIELDS
+    from lenslib.finder.references import BRANCHES_FIELD, FINDER_FIELDS, lineage_images
 
     path = shipped_path(DEFAULT_FINDER)
     assert path.stat().st_size <= 20 * 2**20
@@ -625,12 +625,11 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     # At least 100,000 distinct parents behind its weights: its own run's and (a finder that
     # continued another's training) those of the finders it descends from, all shipped.  Runs of
     # one recipe seed share their shards (counted once); other seeds' shards are other images.
-    # A two-branch finder descends from two finders (initial_branches), each with its own lineage.
-    by_seed, ancestors = {}, [card]
+    # A two-branch finder descends from two finders (initial_branches), each with its own lineage;
+    # every one of them must be shipped, so that the lineage is followed from the package.
+    ancestors = [card]
     while ancestors:
         ancestor = ancestors.pop()
-        seed = ancestor["recipe"]["seed"]
-        by_seed[seed] = max(by_seed.get(seed, 0), ancestor["distinct_images"])
         starts = [ancestor.get("initial_finder") or {}, *ancestor.get("initial_branches", [])]
         assert not any("file" in start for start in starts), \
             "a shipped finder must descend from shipped finders, not a local file"
@@ -639,6 +638,7 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
             named = [named] if isinstance(named, str) else named
             assert all(n in SHIPPED_FINDERS for n in named), f"{ancestor['name']}'s {field} is not shipped"
         ancestors += [shipped_card(start["name"]) for start in starts if start]
+    by_seed = lineage_images(card)
     assert sum(by_seed.values()) >= 100_000
     # Trained on the sky this version simulates: a changed default sky or simulator fails here
     # until the finder is retrained (make finder).

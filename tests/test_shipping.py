@@ -86,3 +86,23 @@ def test_ship_finder_writes_the_weights_and_the_shipped_card(tmp_path):
     (run / "lenslib-finder-test.json").rename(run / "renamed.json")
     with pytest.raises(InputError, match="names the finder 'lenslib-finder-test'"):
         ship_finder(run / "renamed.keras", tmp_path / "weights")
+
+
+def test_a_lineage_counts_each_branchs_ancestors_and_each_recipe_seed_once(tmp_path):
+    from lenslib.finder import shipped_card
+    from lenslib.finder.card import _lineage_fact
+    from lenslib.finder.references import describe_start, lineage_images
+
+    branches = ["lenslib-finder-v21", "lenslib-finder-v14"]
+    p4m, residual = (lineage_images(shipped_card(name)) for name in branches)
+    assert len(p4m) > 1 and len(residual) > 1 and not set(p4m) & set(residual)  # other seeds
+    card = {**_run_card(tmp_path, "joined", seed=2051, initial_branches=branches),
+            "initial_branches": [describe_start(name) for name in branches]}
+    card["distinct_images"] = 7  # fewer than v21's run of the same seed, which counts instead
+    assert lineage_images(card) == {**p4m, **residual}
+    assert _lineage_fact(card).startswith(f"{sum(p4m.values()) + sum(residual.values()):,} distinct images")
+    card["distinct_images"] = 10**9
+    assert lineage_images(card)[2051] == 10**9
+    alone = _run_card(tmp_path, "alone", seed=1)
+    assert lineage_images(alone) == {1: 1000}
+    assert _lineage_fact(alone) == "1,000 distinct images, all of this run's recipe seed"

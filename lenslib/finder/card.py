@@ -25,7 +25,7 @@ from ..config import (
     config_hash,
     config_to_dict,
 )
-from .references import describe_start
+from .references import describe_start, lineage_images
 
 CARD_FORMAT = "lenslib-model-card"
 
@@ -193,6 +193,7 @@ def card_facts(card: dict):
          f"(mean over {recipe['score_transforms']} flips and turns), seen again every epoch"),
         ("score 0.5", _operating_fact(card.get("operating_point"))),
         ("images seen", f"{card['images_seen']:,} in this run"),
+        ("lineage", _lineage_fact(card)),
         ("wall time",
          f"{card['wall_time_s'] / 60:.1f} min of training ({describe_training(card)})"),
         ("sky", f"simulator version {sky['simulator_version']}, config hash {sky['config_hash']}"),
@@ -200,6 +201,15 @@ def card_facts(card: dict):
         ("trained", card["trained_at"]),
     ]
     return Table(rows=rows, names=("field", "value"), dtype=(str, str))
+
+
+def _lineage_fact(card: dict) -> str:
+    """The distinct images behind a card's finder, its own run's and its shipped ancestors'."""
+    by_seed = lineage_images(card)
+    if len(by_seed) == 1:
+        return f"{sum(by_seed.values()):,} distinct images, all of this run's recipe seed"
+    seeds = ", ".join(f"{n:,} of seed {seed}" for seed, n in sorted(by_seed.items()))
+    return f"{sum(by_seed.values()):,} distinct images with the finders it started from ({seeds})"
 
 
 def _start_fact(start: dict | None, branches: list[dict] | None) -> str:

@@ -96,6 +96,23 @@ def describe_start(name: str, *, field: str = "initial_finder") -> dict | None:
     return start
 
 
+def lineage_images(card: dict) -> dict[int, int]:
+    """The distinct simulated images behind a finder's weights, by recipe seed: its own run's and
+    those of every shipped finder it started from (``initial_finder``, or both
+    ``initial_branches``), followed back to random weights.  Runs of one recipe seed share their
+    shards, so each seed counts once (its largest run); a start recorded only as a file (not
+    shipped) ends that line."""
+    by_seed, pending = {}, [card]
+    while pending:
+        ancestor = pending.pop()
+        seed = ancestor["recipe"]["seed"]
+        by_seed[seed] = max(by_seed.get(seed, 0), ancestor["distinct_images"])
+        starts = [ancestor.get("initial_finder") or {}, *(ancestor.get(BRANCHES_FIELD) or [])]
+        pending += [shipped_card(start["name"]) for start in starts
+                    if start and "file" not in start and is_shipped_name(start.get("name"))]
+    return by_seed
+
+
 def shipped_digests() -> dict[str, str]:
     """The sha256 of each shipped finder's weights file, to its name (those installed: a finder
     listed in ``SHIPPED_FINDERS`` before its file is copied in is skipped)."""

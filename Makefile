@@ -76,7 +76,7 @@ bench: $(STAMP)
 # resumable: run it again after an interruption), benchmark it on 20,000 unseen cutouts and the
 # shifted skies (the figures go into its model card), and ship both into the package
 # (lenslib.finder.shipped.ship_finder; add the name to SHIPPED_FINDERS).  On 2 CPU cores v22's
-# training took about 5 minutes; simulating the shards the first time about 20 and mining about 4
+# training took about 4 minutes; simulating the shards the first time about 20 and mining about 4
 # (bench/README.md).  Its branches' own lineages ran here and on lent GPUs (their cards).
 FINDER      ?= lenslib-finder-v22
 FINDER_RUN  ?= $(LENSLIB_RESULTS_DIR)/finder/$(FINDER)

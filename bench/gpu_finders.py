@@ -40,6 +40,9 @@ VARIANTS = {
     "B": ["name=probe-wide", "initial_finder=", "learning_rate=2e-3", "widths=(32, 64, 128, 256)"],
     "C": ["name=probe-small", "initial_finder=", "learning_rate=2e-3"],
 }
+# The residual network, as those runs trained (the recipe's defaults have moved on since).
+VARIANTS = {key: ["architecture=residual", "initial_branches=()", *changes]
+            for key, changes in VARIANTS.items()}
 
 
 def _variant(text: str) -> tuple[str, list[str]]:

@@ -67,3 +67,14 @@ def test_a_recipe_names_two_branches_only_for_the_two_branch_finder(changes, fie
     FinderRecipe(**recipe)
     with pytest.raises(ValueError, match=f"FinderRecipe.{field} must be"):
         FinderRecipe(**{**recipe, **changes})
+
+
+def test_the_shipped_pair_joined_scores_the_sum_of_the_shipped_finders():
+    import lenslib
+    from lenslib.finder import join_finders
+    from lenslib.finder.operating import lens_logits
+
+    names = ("lenslib-finder-v21", "lenslib-finder-v14")
+    x = np.random.default_rng(5).normal(size=(4, 100, 100, 1)).astype("float32")
+    expected = sum(lens_logits(lenslib.load_model(name), x) for name in names)
+    np.testing.assert_allclose(lens_logits(join_finders(*names), x), expected, rtol=1e-5, atol=1e-5)

@@ -429,9 +429,16 @@ def test_a_two_branch_finder_starts_from_a_p4m_finder_and_a_residual_finder_join
     started = dict(card_facts(card).iterrows())["started from"]
     assert started.startswith("lenslib-finder-v21") and "lenslib-finder-v14" in started
     assert "summed" in started
-    with pytest.raises(ValueError, match="p4m_finder must be a p4m finder"):
-        train_finder(dataclasses.replace(warm, initial_branches=branches[::-1]), tmp_path / "swapped",
-                     data_dir=data_dir, workers=1, verbose=0)
+    # Checked before any shard is simulated: the kinds and widths of the branches.
+    swapped, twice = branches[::-1], (branches[0], branches[0])
+    for bad, what in ((swapped, "is a residual finder"), (twice, "is a p4m finder")):
+        with pytest.raises(InputError, match=f"FinderRecipe.initial_branches: .*{what}"):
+            train_finder(dataclasses.replace(warm, initial_branches=bad), tmp_path / "swapped",
+                         data_dir=tmp_path / "nothing-simulated", workers=1, verbose=0)
+    assert not (tmp_path / "nothing-simulated").exists()
+    with pytest.raises(InputError, match="both of the recipe's widths"):
+        train_finder(dataclasses.replace(warm, widths=(8, 16)), tmp_path / "narrow",
+                     data_dir=tmp_path / "nothing-simulated", workers=1, verbose=0)
     with pytest.raises(InputError, match="FinderRecipe.initial_branches: no finder called"):
         train_finder(dataclasses.replace(warm, initial_branches=(branches[0], "lenslib-finder-v0")),
                      tmp_path / "none", data_dir=data_dir, workers=1, verbose=0)

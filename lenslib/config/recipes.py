@@ -199,9 +199,12 @@ class FinderRecipe:
                 fail(o, "initial_branches", "() or a pair (p4m finder, residual finder), each a shipped "
                      "finder's name or .keras file", self.initial_branches)
             if self.architecture != "p4m+residual":
-                fail(o, "initial_branches", "() unless architecture is 'p4m+residual'", self.initial_branches)
+                fail(o, "initial_branches", "() unless architecture is 'p4m+residual' (the default recipe "
+                     "starts lenslib-finder-v22 from two finders: give initial_branches=() for another "
+                     "architecture)", self.initial_branches)
             if self.initial_finder:
-                fail(o, "initial_finder", "'' when initial_branches start the finder", self.initial_finder)
+                fail(o, "initial_finder", "'' when initial_branches start the finder (give "
+                     "initial_branches=() to start from initial_finder)", self.initial_finder)
         if not _finder_name(self.teacher):
             fail(o, "teacher", "a shipped finder's name or .keras file, or '' for no teacher", self.teacher)
         if self.teacher:

@@ -201,9 +201,10 @@ def join_finders(p4m_finder, residual_finder, *, name: str = "lenslib_finder"):
                                      name=name)
     kernels, biases = [], []
     for finder, architecture in zip(finders, BRANCHES):
-        trunk = [layer for layer in finder.layers if layer.name != "softmax"]
-        weights = [w for layer in trunk for w in layer.get_weights()]
-        joined.get_layer(f"{architecture}_branch").set_weights(weights)
+        branch = joined.get_layer(f"{architecture}_branch")
+        for layer in finder.layers:
+            if layer.weights and layer.name != "softmax":
+                branch.get_layer(layer.name).set_weights(layer.get_weights())
         kernel, bias = finder.get_layer("softmax").get_weights()
         kernels.append(kernel)
         biases.append(bias)
@@ -230,7 +231,8 @@ def finder_layout(model) -> dict:
 def build_finder_model(input_shape=(100, 100, 1), *, regime: str = "frozen", weights=None,
                        dropout: float = 0.5, head_units: int = 256, seed: int = 0):
     """The finder as Table 5-1's transfer rows use a backbone: its trunk (everything up to the
-    pooled 128 features) under lenslib's transfer head (:func:`lenslib.models.common.transfer_head`).
+    pooled features: 128 for the residual network, 32 for p4m, 160 for both) under lenslib's
+    transfer head (:func:`lenslib.models.common.transfer_head`).
 
     ``weights``: a shipped finder's name or a ``.keras`` file of a finder, whose trunk weights
     are copied in (lens-domain pretraining, the offline stand-in for ImageNet), or None (random).

@@ -28,7 +28,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="change one field of the profile's recipe (lenslib.config.FinderRecipe), e.g. "
                         "--set epochs=20 --set initial_finder= --set name=my-finder; repeatable; "
                         "initial_finder, mined_by and teacher take a shipped name or a .keras finder "
-                        "this command wrote; the card records the recipe that ran")
+                        "this command wrote; initial_branches a Python pair, quoted: "
+                        "\"initial_branches=('lenslib-finder-v21', 'lenslib-finder-v14')\", or "
+                        "initial_branches=() with --set architecture=p4m or residual; the card records the "
+                        "recipe that ran")
     p.add_argument("--in-memory", action="store_true",
                    help="hold the shards in memory (2 bytes a pixel) rather than read them every epoch; "
                         "the same batches")

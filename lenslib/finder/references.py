@@ -64,8 +64,13 @@ def check_finder_references(recipe: FinderRecipe) -> dict[str, str]:
     return ``{field: finder_tag}`` for those it names (the two branches' tags joined by '+')."""
     if recipe.initial_finder:
         initial_finder_card(recipe.initial_finder)
-    for branch in recipe.initial_branches:
-        initial_finder_card(branch, field=BRANCHES_FIELD)
+    for branch, architecture in zip(recipe.initial_branches, ("p4m", "residual")):
+        card = initial_finder_card(branch, field=BRANCHES_FIELD)
+        recorded = card["recipe"].get("architecture", "residual"), tuple(card["recipe"]["widths"])
+        if recorded != (architecture, tuple(recipe.widths)):
+            raise InputError(f"FinderRecipe.{BRANCHES_FIELD}: {branch} is a {recorded[0]} finder of widths "
+                             f"{recorded[1]}; the branches must be a p4m finder, then a residual finder, "
+                             f"both of the recipe's widths {tuple(recipe.widths)}")
     tags = {field: finder_tag(getattr(recipe, field), field=field) for field in FINDER_FIELDS
             if getattr(recipe, field)}
     if recipe.initial_branches:
@@ -146,6 +151,9 @@ def as_shipped(card: dict, *, shipped: dict[str, str] | None = None) -> dict:
             card["initial_finder"] = _as_shipped_start(start, name)
     branches = list(card["recipe"].get(BRANCHES_FIELD) or [])
     starts = card[BRANCHES_FIELD] = list(card.get(BRANCHES_FIELD) or [{}] * len(branches))
+    if len(starts) != len(branches):
+        raise InputError(f"FinderRecipe.{BRANCHES_FIELD}: the card records {len(starts)} branch starts for "
+                         f"{len(branches)} branches")
     for i, (value, start) in enumerate(zip(branches, starts)):
         if not is_shipped_name(value):
             branches[i] = _shipped_name(BRANCHES_FIELD, value, start.get("sha256"), shipped)

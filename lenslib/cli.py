@@ -94,11 +94,12 @@ def _add_scan(sub) -> None:
                    help=f"cutouts scored at a time (at most {MAX_BATCH_SIZE})")
     p.add_argument("--transforms", type=int, choices=TRANSFORM_COUNTS, default=1,
                    help="score each tile as the mean over this many flips and quarter turns "
-                        "(test-time augmentation; costs as many times the scoring; default 1)")
+                        "(test-time augmentation; costs up to as many times the scoring, less for a "
+                        "two-branch finder, whose p4m branch runs once; default 1)")
     p.add_argument("--refine", type=float, default=None, metavar="SCORE",
                    help="score every tile that scores at least SCORE again, as the mean over all eight "
                         "flips and quarter turns, and keep that score: better at the survey end for "
-                        "eight times the cost of those tiles only (0.1 is a good start; default: off)")
+                        "up to eight times the cost of those tiles only (0.1 is a good start; default: off)")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="directory for the scores of finished tile rows, kept after the run "
                         "(default: OUT.scan-checkpoint, removed once the catalog is written)")

@@ -78,3 +78,21 @@ def test_the_shipped_pair_joined_scores_the_sum_of_the_shipped_finders():
     x = np.random.default_rng(5).normal(size=(4, 100, 100, 1)).astype("float32")
     expected = sum(lens_logits(lenslib.load_model(name), x) for name in names)
     np.testing.assert_allclose(lens_logits(join_finders(*names), x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_averaging_views_runs_the_invariant_p4m_branch_once_with_the_same_scores():
+    from lenslib.finder.architecture import join_finders
+    from lenslib.models.io import dihedral, predict_normalized
+
+    joined = join_finders(_finder("p4m", 1), _finder("residual", 2))
+    x = np.random.default_rng(6).normal(size=(5, 32, 32)).astype("float32")
+    views = np.array([joined.predict_on_batch(dihedral(x, k)[..., None])[:, 1] for k in range(8)])
+    assert (views.std(axis=0) / views.mean(axis=0)).max() > 0.05  # the residual branch sees each apart
+    calls, p4m = [], joined.get_layer("p4m_branch")
+    original = p4m.predict_on_batch
+    p4m.predict_on_batch = lambda batch: calls.append(len(batch)) or original(batch)
+    for n in (2, 4, 8):
+        calls.clear()
+        np.testing.assert_allclose(predict_normalized(joined, x, batch_size=2, transforms=n),
+                                   views[:n].mean(axis=0), rtol=1e-4, atol=0)
+        assert calls == [2, 2, 1]  # once per batch, not once per view

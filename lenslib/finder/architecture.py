@@ -212,6 +212,22 @@ def join_finders(p4m_finder, residual_finder, *, name: str = "lenslib_finder"):
     return joined
 
 
+def invariant_split(model):
+    """For a two-branch finder, whose p4m branch scores every flip and quarter turn of a cutout
+    alike: ``(p4m branch, residual branch, the softmax kernel's rows for each, its bias)``, so
+    that averaging over views can run the p4m branch once (:func:`lenslib.predict`); None for
+    any other model."""
+    names = {layer.name for layer in model.layers}
+    if not {f"{architecture}_branch" for architecture in BRANCHES} | {"pool", "softmax"} <= names:
+        return None
+    import numpy as np
+
+    fixed, varying = (model.get_layer(f"{architecture}_branch") for architecture in BRANCHES)
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("softmax").get_weights())
+    split = int(fixed.output.shape[-1])
+    return fixed, varying, kernel[:split], kernel[split:], bias
+
+
 def finder_layout(model) -> dict:
     """The :func:`build_finder` arguments that rebuild ``model``'s network (a lenslib finder):
     ``{"architecture": ..., "widths": ...}``, read from its layers."""

@@ -143,8 +143,9 @@ def predict(model, cutouts, *, batch_size: int = 128, transforms: int = 1) -> np
     accepted) with the model's ``H, W``.  They go through :func:`lenslib.preprocess.normalize`,
     the normalisation used in training.  ``transforms`` (1, 2, 4 or 8): average the
     probabilities over that many flips and quarter turns of each cutout (test-time augmentation,
-    :func:`dihedral`; costs that many times the inference, and helps most at the survey end of
-    the ROC, see ``bench/README.md``).  Returns float32 ``(N,)``.  Raises ``ValueError``
+    :func:`dihedral`; costs up to that many times the inference (a two-branch finder's p4m
+    branch runs once), and helps most at the survey end of the ROC, see ``bench/README.md``).
+    Returns float32 ``(N,)``.  Raises ``ValueError``
     (:class:`lenslib.errors.InputError`) for a wrong shape, NaN or infinite pixels, or no
     cutouts, and ``TypeError`` for non-numeric or complex cutouts.
     """
@@ -173,13 +174,39 @@ def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transform
     """What :func:`predict` does after :func:`~lenslib.preprocess.normalize`: the lens
     probabilities of cutouts already normalised (float32 ``(N, H, W)``), ``batch_size`` at a time,
     averaged over ``transforms`` flips and quarter turns.  For callers that normalise their own
-    batches (the survey scan, which gathers full batches across blocks of tiles)."""
+    batches (the survey scan, which gathers full batches across blocks of tiles).  A two-branch
+    finder's p4m branch, the same for every view, runs once per cutout
+    (:func:`lenslib.finder.architecture.invariant_split`)."""
+    from ..finder.architecture import invariant_split
+
+    split = invariant_split(model) if transforms > 1 else None
+    if split is not None:
+        return _predict_views_split(split, x, batch_size=batch_size, transforms=transforms)
     total = np.zeros(len(x), dtype=np.float64)
     for k in range(transforms):
         view = dihedral(x, k) if k else x
         for start in range(0, len(x), batch_size):
             total[start:start + batch_size] += np.asarray(
                 model.predict_on_batch(view[start:start + batch_size, ..., None]))[:, 1]
+    return (total / transforms).astype(np.float32)
+
+
+def _predict_views_split(split, x: np.ndarray, *, batch_size: int, transforms: int) -> np.ndarray:
+    """:func:`predict_normalized` over ``transforms`` views for a model whose first part
+    (``split`` from :func:`~lenslib.finder.architecture.invariant_split`) is the same for every
+    view: that part once, the other once per view, the softmax over both in float64."""
+    from scipy.special import expit
+
+    fixed, varying, kernel_fixed, kernel_varying, bias = split
+    lens = np.array([-1.0, 1.0])  # the lens logit: class 1's minus class 0's
+    total = np.zeros(len(x), dtype=np.float64)
+    for start in range(0, len(x), batch_size):
+        part = x[start:start + batch_size]
+        base = np.asarray(fixed.predict_on_batch(part[..., None]), dtype=np.float64) @ kernel_fixed + bias
+        for k in range(transforms):
+            view = dihedral(part, k) if k else part
+            features = np.asarray(varying.predict_on_batch(view[..., None]), dtype=np.float64)
+            total[start:start + len(part)] += expit((base + features @ kernel_varying) @ lens)
     return (total / transforms).astype(np.float32)
 
 

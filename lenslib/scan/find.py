@@ -92,7 +92,7 @@ def find_lenses(data, model, wcs=None, mask=None, *, weight=None, stride: int = 
         quarter turns, and keep that score: the average of eight views ranks the best tiles
         better than one view (on the finder's calibration sky, rescoring every cutout above the
         single-view score of the top 1% of non-lenses lifts TPR0 from 0.38 to 0.51, see
-        ``bench/README.md``), at eight times the cost of only those tiles.  A value under
+        ``bench/README.md``), at up to eight times the cost of only those tiles.  A value under
         ``threshold`` (such as 0.1) also lets a lens that one view missed reach it.  Needs
         ``transforms`` below 8.
     zero_run : int

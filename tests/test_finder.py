@@ -615,7 +615,13 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     import lenslib
     from lenslib.config import config_hash
     from lenslib.finder import DEFAULT_FINDER, SHIPPED_FINDERS, shipped_card, shipped_path
-    from lenslib.finder.references import BRANCHES_FIELD, FINDER_FIELDS, lineage_images
+    from lenslib.finder.references import (
+        BRANCHES_FIELD,
+        FINDER_FIELDS,
+        lineage,
+        lineage_images,
+        recorded_starts,
+    )
 
     path = shipped_path(DEFAULT_FINDER)
     assert path.stat().st_size <= 20 * 2**20
@@ -634,17 +640,13 @@ def test_the_shipped_finder_loads_offline_by_name_with_a_card_of_this_sky():
     # one recipe seed share their shards (counted once); other seeds' shards are other images.
     # A two-branch finder descends from two finders (initial_branches), each with its own lineage;
     # every one of them must be shipped, so that the lineage is followed from the package.
-    ancestors = [card]
-    while ancestors:
-        ancestor = ancestors.pop()
-        starts = [ancestor.get("initial_finder") or {}, *ancestor.get("initial_branches", [])]
-        assert not any("file" in start for start in starts), \
+    for ancestor in lineage(card):
+        assert not any("file" in start for start in recorded_starts(ancestor)), \
             "a shipped finder must descend from shipped finders, not a local file"
         for field in (*FINDER_FIELDS, BRANCHES_FIELD):
             named = ancestor["recipe"].get(field) or []
             named = [named] if isinstance(named, str) else named
             assert all(n in SHIPPED_FINDERS for n in named), f"{ancestor['name']}'s {field} is not shipped"
-        ancestors += [shipped_card(start["name"]) for start in starts if start]
     by_seed = lineage_images(card)
     assert sum(by_seed.values()) >= 100_000
     # Trained on the sky this version simulates: a changed default sky or simulator fails here

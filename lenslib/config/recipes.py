@@ -18,8 +18,10 @@ ADAPTER_NAMES = ("resize", "deconv")
 
 #: The lenslib finder's networks (:func:`lenslib.finder.build_finder`): the compact residual
 #: network, the same layout in p4m group convolutions (:mod:`lenslib.finder.equivariant`), or
-#: both side by side, their logits summed.
-FINDER_ARCHITECTURES = ("residual", "p4m", "p4m+residual")
+#: both side by side, their logits summed (its branches in the order their features are joined).
+TWO_BRANCHES = "p4m+residual"
+FINDER_BRANCHES = ("p4m", "residual")
+FINDER_ARCHITECTURES = ("residual", "p4m", TWO_BRANCHES)
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class FinderRecipe:
             fail(o, "widths", "a tuple of at least 2 integers in [1, 4096]", self.widths)
         if self.architecture not in FINDER_ARCHITECTURES:
             fail(o, "architecture", f"one of {FINDER_ARCHITECTURES}", self.architecture)
-        if "p4m" in self.architecture and any(w % 8 for w in self.widths):
+        if self.architecture in ("p4m", TWO_BRANCHES) and any(w % 8 for w in self.widths):
             fail(o, "widths", "multiples of 8 for the p4m architecture (8 orientations of each "
                  "feature map)", self.widths)
         check_range(o, "seed", self.seed, 0, 2**31 - 1, integer=True)
@@ -198,7 +200,7 @@ class FinderRecipe:
                     and all(b and _finder_name(b) for b in self.initial_branches)):
                 fail(o, "initial_branches", "() or a pair (p4m finder, residual finder), each a shipped "
                      "finder's name or .keras file", self.initial_branches)
-            if self.architecture != "p4m+residual":
+            if self.architecture != TWO_BRANCHES:
                 fail(o, "initial_branches", "() unless architecture is 'p4m+residual' (the default recipe "
                      "starts lenslib-finder-v22 from two finders: give initial_branches=() for another "
                      "architecture)", self.initial_branches)

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 
 from ..config.recipes import FINDER_ARCHITECTURES as ARCHITECTURES
+from ..config.recipes import FINDER_BRANCHES as BRANCHES
+from ..config.recipes import TWO_BRANCHES
 from ..models.common import REGIMES, Seeds, freeze, lazy_keras, require_side, transfer_head
-from ..models.io import load_model
+from ..models.io import finder_branches, load_model
 
 
 def _finder_output_side(size: int) -> int:
@@ -142,11 +144,6 @@ def build_p4m_finder(input_shape=(100, 100, 1), *, widths=(16, 32, 64, 128), see
     return keras.Model(inputs, outputs, name=name)
 
 
-#: The two-branch architecture's name, and its branches in the order their features are joined.
-TWO_BRANCHES = "p4m+residual"
-BRANCHES = ("p4m", "residual")
-
-
 def _branch(input_shape, architecture: str, *, widths, seed: int):
     """One finder network up to its pooled features, as a named sub-model (``"p4m_branch"``)."""
     keras = lazy_keras()
@@ -212,31 +209,14 @@ def join_finders(p4m_finder, residual_finder, *, name: str = "lenslib_finder"):
     return joined
 
 
-def invariant_split(model):
-    """For a two-branch finder, whose p4m branch scores every flip and quarter turn of a cutout
-    alike: ``(p4m branch, residual branch, the softmax kernel's rows for each, its bias)``, so
-    that averaging over views can run the p4m branch once (:func:`lenslib.predict`); None for
-    any other model."""
-    names = {layer.name for layer in model.layers}
-    if not {f"{architecture}_branch" for architecture in BRANCHES} | {"pool", "softmax"} <= names:
-        return None
-    import numpy as np
-
-    fixed, varying = (model.get_layer(f"{architecture}_branch") for architecture in BRANCHES)
-    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("softmax").get_weights())
-    split = int(fixed.output.shape[-1])
-    return fixed, varying, kernel[:split], kernel[split:], bias
-
-
 def finder_layout(model) -> dict:
     """The :func:`build_finder` arguments that rebuild ``model``'s network (a lenslib finder):
     ``{"architecture": ..., "widths": ...}``, read from its layers."""
     from .equivariant import ORDER, GroupConv2D
 
-    names = {layer.name for layer in model.layers}
-    if {f"{architecture}_branch" for architecture in BRANCHES} <= names:
-        widths = finder_layout(model.get_layer("p4m_branch"))["widths"]
-        return {"architecture": TWO_BRANCHES, "widths": widths}
+    branches = finder_branches(model)
+    if branches is not None:
+        return {"architecture": TWO_BRANCHES, "widths": finder_layout(branches[0])["widths"]}
     stem = model.get_layer("stem_conv")
     p4m = isinstance(stem, GroupConv2D)
     convs = [stem] + [layer for layer in model.layers if layer.name.endswith("_conv1")]

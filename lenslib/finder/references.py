@@ -14,6 +14,7 @@ import hashlib
 from pathlib import Path
 
 from ..config import FinderRecipe
+from ..config.recipes import FINDER_BRANCHES
 from ..errors import InputError
 from .shipped import SHIPPED_FINDERS, is_shipped_name, means_shipped, shipped_card
 
@@ -64,7 +65,7 @@ def check_finder_references(recipe: FinderRecipe) -> dict[str, str]:
     return ``{field: finder_tag}`` for those it names (the two branches' tags joined by '+')."""
     if recipe.initial_finder:
         initial_finder_card(recipe.initial_finder)
-    for branch, architecture in zip(recipe.initial_branches, ("p4m", "residual")):
+    for branch, architecture in zip(recipe.initial_branches, FINDER_BRANCHES):
         card = initial_finder_card(branch, field=BRANCHES_FIELD)
         recorded = card["recipe"].get("architecture", "residual"), tuple(card["recipe"]["widths"])
         if recorded != (architecture, tuple(recipe.widths)):
@@ -101,20 +102,31 @@ def describe_start(name: str, *, field: str = "initial_finder") -> dict | None:
     return start
 
 
-def lineage_images(card: dict) -> dict[int, int]:
-    """The distinct simulated images behind a finder's weights, by recipe seed: its own run's and
-    those of every shipped finder it started from (``initial_finder``, or both
-    ``initial_branches``), followed back to random weights.  Runs of one recipe seed share their
-    shards, so each seed counts once (its largest run); a start recorded only as a file (not
-    shipped) ends that line."""
-    by_seed, pending = {}, [card]
+def recorded_starts(card: dict) -> list[dict]:
+    """What a card's finder started from, as the card records it: its ``initial_finder``, or the
+    two finders of its ``initial_branches``; empty for random weights."""
+    return [start for start in [card.get("initial_finder"), *(card.get(BRANCHES_FIELD) or [])] if start]
+
+
+def lineage(card: dict):
+    """``card``, then the card of every shipped finder it descends from (:func:`recorded_starts`, followed
+    back to random weights); a start recorded only as a file (not shipped) ends that line."""
+    pending = [card]
     while pending:
         ancestor = pending.pop()
+        yield ancestor
+        pending += [shipped_card(start["name"]) for start in recorded_starts(ancestor)
+                    if "file" not in start and is_shipped_name(start.get("name"))]
+
+
+def lineage_images(card: dict) -> dict[int, int]:
+    """The distinct simulated images behind a finder's weights, by recipe seed: its own run's and
+    those of its :func:`lineage`.  Runs of one recipe seed share their shards, so each seed
+    counts once (its largest run)."""
+    by_seed = {}
+    for ancestor in lineage(card):
         seed = ancestor["recipe"]["seed"]
         by_seed[seed] = max(by_seed.get(seed, 0), ancestor["distinct_images"])
-        starts = [ancestor.get("initial_finder") or {}, *(ancestor.get(BRANCHES_FIELD) or [])]
-        pending += [shipped_card(start["name"]) for start in starts
-                    if start and "file" not in start and is_shipped_name(start.get("name"))]
     return by_seed
 
 
@@ -157,7 +169,7 @@ def as_shipped(card: dict, *, shipped: dict[str, str] | None = None) -> dict:
     for i, (value, start) in enumerate(zip(branches, starts)):
         if not is_shipped_name(value):
             branches[i] = _shipped_name(BRANCHES_FIELD, value, start.get("sha256"), shipped)
-            card[BRANCHES_FIELD][i] = _as_shipped_start(start, branches[i])
+            starts[i] = _as_shipped_start(start, branches[i])
     if branches:
         card["recipe"][BRANCHES_FIELD] = branches
     return card

@@ -176,10 +176,8 @@ def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transform
     averaged over ``transforms`` flips and quarter turns.  For callers that normalise their own
     batches (the survey scan, which gathers full batches across blocks of tiles).  A two-branch
     finder's p4m branch, the same for every view, runs once per cutout
-    (:func:`lenslib.finder.architecture.invariant_split`)."""
-    from ..finder.architecture import invariant_split
-
-    split = invariant_split(model) if transforms > 1 else None
+    (:func:`_invariant_split`)."""
+    split = _invariant_split(model) if transforms > 1 else None
     if split is not None:
         return _predict_views_split(split, x, batch_size=batch_size, transforms=transforms)
     total = np.zeros(len(x), dtype=np.float64)
@@ -191,10 +189,35 @@ def predict_normalized(model, x: np.ndarray, *, batch_size: int = 128, transform
     return (total / transforms).astype(np.float32)
 
 
+def finder_branches(model) -> tuple | None:
+    """A two-branch finder's branches (:func:`lenslib.finder.architecture.build_two_branch_finder`),
+    sub-models in the order their features are joined (``FINDER_BRANCHES``), also of its trunk
+    alone; None for any other model."""
+    from ..config.recipes import FINDER_BRANCHES
+
+    names = {layer.name for layer in model.layers}
+    if not {f"{branch}_branch" for branch in FINDER_BRANCHES} <= names:
+        return None
+    return tuple(model.get_layer(f"{branch}_branch") for branch in FINDER_BRANCHES)
+
+
+def _invariant_split(model):
+    """For a two-branch finder, whose p4m branch scores every flip and quarter turn of a cutout
+    alike: ``(p4m branch, residual branch, the softmax kernel's rows for each, its bias)``, so
+    that averaging over views can run the p4m branch once; None for any other model."""
+    branches = finder_branches(model)
+    if branches is None or "softmax" not in {layer.name for layer in model.layers}:
+        return None
+    fixed, varying = branches
+    kernel, bias = (np.asarray(w, dtype=np.float64) for w in model.get_layer("softmax").get_weights())
+    split = int(fixed.output.shape[-1])
+    return fixed, varying, kernel[:split], kernel[split:], bias
+
+
 def _predict_views_split(split, x: np.ndarray, *, batch_size: int, transforms: int) -> np.ndarray:
     """:func:`predict_normalized` over ``transforms`` views for a model whose first part
-    (``split`` from :func:`~lenslib.finder.architecture.invariant_split`) is the same for every
-    view: that part once, the other once per view, the softmax over both in float64."""
+    (``split`` from :func:`_invariant_split`) is the same for every view: that part once, the
+    other once per view, the softmax over both in float64."""
     from scipy.special import expit
 
     fixed, varying, kernel_fixed, kernel_varying, bias = split
